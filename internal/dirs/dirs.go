@@ -1,0 +1,45 @@
+// Package dirs owns where Beekeeper keeps its files on this machine: state (the local
+// registry, worker logs), data (chats, models) and cache (the llama.cpp runtime).
+package dirs
+
+import (
+	"os"
+	"path/filepath"
+)
+
+// HomeEnv, when set, puts all of Beekeeper's state and data under one folder (tests, or a
+// second independent instance). The runtime cache stays shared: it is the same libraries.
+const HomeEnv = "BEEKEEPER_HOME"
+
+func xdg(env string, fallback ...string) string {
+	if v := os.Getenv(env); v != "" {
+		return filepath.Join(v, "beekeeper")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		home = os.TempDir()
+	}
+	return filepath.Join(append([]string{home}, append(fallback, "beekeeper")...)...)
+}
+
+// State is where the local registry and worker logs live ($XDG_STATE_HOME/beekeeper).
+func State() string {
+	if h := os.Getenv(HomeEnv); h != "" {
+		return filepath.Join(h, "state")
+	}
+	return xdg("XDG_STATE_HOME", ".local", "state")
+}
+
+// Data is where conversations and downloaded models live ($XDG_DATA_HOME/beekeeper).
+func Data() string {
+	if h := os.Getenv(HomeEnv); h != "" {
+		return filepath.Join(h, "data")
+	}
+	return xdg("XDG_DATA_HOME", ".local", "share")
+}
+
+// Models is the default models folder.
+func Models() string { return filepath.Join(Data(), "models") }
+
+// Cache is the shared cache ($XDG_CACHE_HOME/beekeeper); BEEKEEPER_HOME does not move it.
+func Cache() string { return xdg("XDG_CACHE_HOME", ".cache") }

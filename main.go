@@ -1,0 +1,11 @@
+// Command beekeeper is the desktop app (no subcommand), a llama.cpp worker
+// (`beekeeper worker`), the mini Queen (`beekeeper queen`) and a headless hive.
+package main
+
+import (
+	"os"
+
+	"github.com/beekeeper-hive/beekeeper/cli"
+)
+
+func main() { os.Exit(cli.Run(os.Args[1:])) }

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs what Beekeeper needs on Debian/Ubuntu, idempotently: the C libraries Fyne needs,
+# Xvfb (for tests), npm (to fetch the llama.cpp runtime), a Go toolchain, then builds
+# bin/beekeeper and installs the llama.cpp runtime into the cache. Sourced by run.sh/test.sh.
+set -euo pipefail
+
+BEEKEEPER_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+APT_PACKAGES=(gcc pkg-config libgl1-mesa-dev xorg-dev libxkbcommon-dev xvfb xauth npm iproute2 ca-certificates)
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install_system_packages() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "==> installing system packages: ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# Go 1.21+ fetches the exact toolchain go.mod asks for through the module proxy.
+ensure_go() {
+  export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin"
+  if ! command -v go >/dev/null 2>&1; then
+    echo "==> installing Go"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null
+  fi
+  local minor
+  minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
+  if [ "${minor:-0}" -lt 21 ]; then
+    echo "Go $(go env GOVERSION) is too old to fetch Go 1.26; install Go 1.26 from go.dev/dl and re-run." >&2
+    exit 1
+  fi
+  export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
+}
+
+build_beekeeper() {
+  echo "==> building bin/beekeeper"
+  (cd "$BEEKEEPER_ROOT" && go build -tags migrated_fynedo -o bin/beekeeper .)
+}
+
+install_runtime() {
+  echo "==> llama.cpp runtime"
+  "$BEEKEEPER_ROOT/bin/beekeeper" runtime install
+}
+
+setup_all() {
+  install_system_packages
+  ensure_go
+  build_beekeeper
+  install_runtime
+}
