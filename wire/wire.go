@@ -5,7 +5,9 @@ package wire
 import (
 	"fmt"
 	"net"
+	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -112,4 +114,12 @@ func IsLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// ModelName is the name a worker serves a model file under: its base name without the
+// .gguf extension ("stories260K" for .../stories260K.gguf). /v1/models, registration and
+// the Queen's routing all use it.
+func ModelName(path string) string {
+	base := filepath.Base(path)
+	return strings.TrimSuffix(strings.TrimSuffix(base, ".gguf"), ".GGUF")
 }
