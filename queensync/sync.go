@@ -1,0 +1,470 @@
+// Package queensync owns keeping a Queen's view in line with the local registry
+// (Consul-style anti-entropy): register what the Queen lacks, deregister what was
+// stopped, and record each worker's standing with the Queen. Never the reverse.
+package queensync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/beekeeper-hive/beekeeper/localregistry"
+	"github.com/beekeeper-hive/beekeeper/queenclient"
+	"github.com/beekeeper-hive/beekeeper/wire"
+)
+
+// Config configures a Syncer.
+type Config struct {
+	Registry *localregistry.Registry
+	Interval time.Duration // periodic full sync, jittered ±20%; default 3s
+	// Retry is how often an unreachable Queen is probed (through its event stream);
+	// it bounds how late a Queen that comes up is noticed. Default 250ms.
+	Retry    time.Duration
+	Logger   *slog.Logger
+	OnStatus func(Status) // called (from the sync goroutine) when Status changes; may be nil
+}
+
+// Status is the Syncer's view of its Queen.
+type Status struct {
+	URL         string
+	Reachable   bool
+	LastContact time.Time
+	LastError   string
+	Registered  int // live local workers the Queen knows
+	Pending     int // live local workers it does not (yet)
+}
+
+type target struct {
+	url    string
+	token  string
+	client *queenclient.Client
+	gen    int // bumps on every SetQueen, so a stale watcher stops
+}
+
+// Syncer runs the sync loop. Create with New, start with Run.
+type Syncer struct {
+	cfg     Config
+	trigger chan struct{} // buffered 1: coalesces any number of requests into one sync
+
+	mu       sync.Mutex
+	cur      target
+	retired  []target // Queens we left: deregister from them best-effort
+	status   Status
+	watching context.CancelFunc
+}
+
+// New returns a Syncer for the registry; it targets no Queen until SetQueen.
+func New(cfg Config) *Syncer {
+	if cfg.Interval <= 0 {
+		cfg.Interval = 3 * time.Second
+	}
+	if cfg.Retry <= 0 {
+		cfg.Retry = 250 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Syncer{cfg: cfg, trigger: make(chan struct{}, 1)}
+}
+
+// Trigger asks for a full sync soon; it never blocks and many calls make one sync.
+func (s *Syncer) Trigger() {
+	select {
+	case s.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Queen returns the current Queen URL and token.
+func (s *Syncer) Queen() (url, token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur.url, s.cur.token
+}
+
+// SetQueen switches the target ("" = Queenless) and triggers a full sync at once; the
+// previous Queen is told, best-effort, that our workers left it.
+func (s *Syncer) SetQueen(url, token string) error {
+	var client *queenclient.Client
+	if url != "" {
+		var err error
+		if client, err = queenclient.New(url, token, queenclient.Options{}); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	if s.cur.url == url && s.cur.token == token {
+		s.mu.Unlock()
+		return nil
+	}
+	if s.cur.client != nil && s.cur.url != url {
+		s.retired = append(s.retired, s.cur)
+	}
+	s.cur = target{url: url, token: token, client: client, gen: s.cur.gen + 1}
+	s.status = Status{URL: url}
+	s.mu.Unlock()
+	s.Trigger()
+	return nil
+}
+
+// Status returns the current view of the Queen.
+func (s *Syncer) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
+}
+
+// Run owns the sync loop and the Queen watcher until ctx ends.
+func (s *Syncer) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	watchedGen := -1
+	var stopWatch context.CancelFunc = func() {}
+	defer func() { stopWatch() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.trigger:
+		case <-timer.C:
+		}
+		s.mu.Lock()
+		cur := s.cur
+		s.mu.Unlock()
+		if cur.gen != watchedGen {
+			stopWatch()
+			watchedGen = cur.gen
+			wctx, cancel := context.WithCancel(ctx)
+			stopWatch = cancel
+			if cur.client != nil {
+				wg.Add(1)
+				go func() { defer wg.Done(); s.watch(wctx, cur) }()
+			}
+		}
+		s.SyncFull(ctx)
+		s.leaveRetired(ctx)
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(jitter(s.cfg.Interval))
+	}
+}
+
+// watch holds the Queen's event stream open. Opening it after a failure means the Queen
+// came up (or restarted): sync at once. Events about our workers refresh their standing;
+// a removal or the stream's end triggers a sync.
+func (s *Syncer) watch(ctx context.Context, t target) {
+	for ctx.Err() == nil {
+		events, err := t.client.Events(ctx)
+		if err == nil {
+			s.Trigger()
+			for ev := range events {
+				switch ev.Type {
+				case wire.EventRemoved, wire.EventOffline:
+					s.Trigger()
+				case wire.EventOnline, wire.EventStale, wire.EventRegistered:
+					s.applyQueenState(ev.Worker, t.url)
+				}
+			}
+			s.Trigger() // the stream broke: the Queen may be gone or restarting
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(s.cfg.Retry):
+		}
+	}
+}
+
+// applyQueenState records what the Queen says of one of our workers.
+func (s *Syncer) applyQueenState(w wire.Worker, url string) {
+	st := syncStateFor(w.State)
+	_ = s.cfg.Registry.Update(func(m map[string]localregistry.Entry) error {
+		e, ok := m[w.WorkerID]
+		if !ok || !e.State.Live() || e.QueenURL != url || e.Port != w.Port || e.Sync == st {
+			return nil
+		}
+		e.Sync = st
+		m[e.ID] = e
+		return nil
+	})
+}
+
+func syncStateFor(st wire.WorkerState) localregistry.SyncState {
+	switch st {
+	case wire.StateOnline:
+		return localregistry.SyncOnline
+	case wire.StateRegistered:
+		return localregistry.SyncRegistered
+	case wire.StateStale, wire.StateOffline:
+		return localregistry.SyncStale
+	default:
+		return localregistry.SyncPending
+	}
+}
+
+// RegisterNow is the fast path after a spawn: register one entry at once and record the
+// result. A failure leaves the entry pending for the background sync.
+func (s *Syncer) RegisterNow(ctx context.Context, id string) error {
+	s.mu.Lock()
+	cur := s.cur
+	s.mu.Unlock()
+	e, ok := s.cfg.Registry.Get(id)
+	if !ok {
+		return fmt.Errorf("%w: %s", localregistry.ErrNotFound, id)
+	}
+	if cur.client == nil {
+		s.setSync(id, e.PID, localregistry.SyncOff, "", "")
+		return nil
+	}
+	resp, err := cur.client.Register(ctx, registration(e))
+	if err != nil {
+		s.setSync(id, e.PID, localregistry.SyncPending, cur.url, err.Error())
+		s.noteFailure(cur, err)
+		s.Trigger()
+		return err
+	}
+	s.setSync(id, e.PID, syncStateFor(resp.State), cur.url, "")
+	return nil
+}
+
+// DeregisterAt tells the Queen at url (the one the worker was registered with; "" = the
+// current one) that a worker was stopped. Best-effort: the next full sync repeats it if
+// the current Queen still lists it.
+func (s *Syncer) DeregisterAt(ctx context.Context, url, id string) error {
+	s.mu.Lock()
+	cur := s.cur
+	s.mu.Unlock()
+	client := cur.client
+	if url != "" && url != cur.url {
+		var err error
+		if client, err = queenclient.New(url, cur.token, queenclient.Options{}); err != nil {
+			return err
+		}
+	}
+	if client == nil {
+		return nil
+	}
+	return client.Deregister(ctx, id)
+}
+
+func (s *Syncer) setSync(id string, pid int, st localregistry.SyncState, url, errText string) {
+	_ = s.cfg.Registry.Update(func(m map[string]localregistry.Entry) error {
+		e, ok := m[id]
+		if !ok || e.PID != pid {
+			return nil // replaced meanwhile; the next sync sees the new one
+		}
+		e.Sync, e.QueenURL, e.SyncError = st, url, errText
+		m[id] = e
+		return nil
+	})
+}
+
+func registration(e localregistry.Entry) wire.RegisterRequest {
+	return wire.RegisterRequest{
+		WorkerID:   e.ID,
+		Hostname:   e.AdvertiseHost,
+		Port:       e.Port,
+		WorkerType: e.WorkerType,
+		Model:      e.Model,
+		SpawnedBy:  e.SpawnedBy,
+	}
+}
+
+// SyncFull brings the current Queen in line with the registry. The registry lock is
+// only taken for the snapshot and for recording the outcome, never across a network
+// call; an entry edited meanwhile keeps its edit and gets another sync.
+func (s *Syncer) SyncFull(ctx context.Context) {
+	s.mu.Lock()
+	cur := s.cur
+	s.mu.Unlock()
+	snapshot := s.cfg.Registry.List()
+	outcome := map[string]localregistry.Entry{} // id -> entry as synced (pid guards edits)
+
+	if cur.client == nil {
+		for _, e := range snapshot {
+			if e.Sync != localregistry.SyncOff || e.QueenURL != "" {
+				e.Sync, e.QueenURL, e.SyncError = localregistry.SyncOff, "", ""
+				outcome[e.ID] = e
+			}
+		}
+		s.record(outcome, Status{}, true)
+		return
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	listed, err := cur.client.List(cctx)
+	if err != nil {
+		for _, e := range snapshot {
+			if e.State.Live() && (e.Sync != localregistry.SyncPending || e.QueenURL != cur.url) {
+				e.Sync, e.QueenURL, e.SyncError = localregistry.SyncPending, cur.url, err.Error()
+				outcome[e.ID] = e
+			}
+		}
+		st := s.Status()
+		st.URL, st.Reachable, st.LastError = cur.url, false, err.Error()
+		st.Registered, st.Pending = 0, countLive(snapshot)
+		s.record(outcome, st, false)
+		return
+	}
+	atQueen := make(map[string]wire.Worker, len(listed))
+	for _, w := range listed {
+		atQueen[w.WorkerID] = w
+	}
+	live := map[string]bool{}
+	var firstErr error
+	registered, pending := 0, 0
+	for _, e := range snapshot {
+		if !e.State.Live() {
+			continue
+		}
+		live[e.ID] = true
+		if e.State != localregistry.StateReady {
+			continue // registered once it serves
+		}
+		w, ok := atQueen[e.ID]
+		next := e
+		next.QueenURL, next.SyncError = cur.url, ""
+		if ok && w.Hostname == e.AdvertiseHost && w.Port == e.Port && w.State != wire.StateOffline {
+			next.Sync = syncStateFor(w.State)
+			registered++
+		} else {
+			resp, err := cur.client.Register(cctx, registration(e))
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				next.Sync, next.SyncError = localregistry.SyncPending, err.Error()
+				pending++
+			} else {
+				next.Sync = syncStateFor(resp.State)
+				registered++
+			}
+		}
+		if !sameSync(e, next) {
+			outcome[e.ID] = next
+		}
+	}
+	// Deregister what was stopped here but is still listed there with our address.
+	for _, e := range snapshot {
+		if e.State.Live() || live[e.ID] {
+			continue
+		}
+		if w, ok := atQueen[e.ID]; ok && w.Hostname == e.AdvertiseHost && w.Port == e.Port {
+			if err := cur.client.Deregister(cctx, e.ID); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+		if e.Sync != localregistry.SyncOff {
+			e.Sync, e.SyncError = localregistry.SyncOff, ""
+			outcome[e.ID] = e
+		}
+	}
+	st := Status{URL: cur.url, Reachable: true, LastContact: time.Now(), Registered: registered, Pending: pending}
+	if firstErr != nil {
+		st.LastError = firstErr.Error()
+	}
+	s.record(outcome, st, true)
+}
+
+func sameSync(a, b localregistry.Entry) bool {
+	return a.Sync == b.Sync && a.QueenURL == b.QueenURL && a.SyncError == b.SyncError
+}
+
+func countLive(es []localregistry.Entry) int {
+	n := 0
+	for _, e := range es {
+		if e.State.Live() {
+			n++
+		}
+	}
+	return n
+}
+
+// record writes the sync outcome for entries that are still the process we synced, and
+// publishes the status.
+func (s *Syncer) record(outcome map[string]localregistry.Entry, st Status, reachable bool) {
+	if len(outcome) > 0 {
+		err := s.cfg.Registry.Update(func(m map[string]localregistry.Entry) error {
+			for id, want := range outcome {
+				e, ok := m[id]
+				if !ok || e.PID != want.PID || e.State != want.State {
+					continue
+				}
+				e.Sync, e.QueenURL, e.SyncError = want.Sync, want.QueenURL, want.SyncError
+				m[id] = e
+			}
+			return nil
+		})
+		if err != nil {
+			s.cfg.Logger.Warn("queen sync: record outcome", "err", err)
+		}
+	}
+	s.mu.Lock()
+	if s.cur.url != st.URL { // switched meanwhile: this outcome is old news
+		s.mu.Unlock()
+		return
+	}
+	changed := s.status != st
+	if !reachable {
+		st.LastContact = s.status.LastContact
+		changed = s.status.Reachable || s.status.LastError != st.LastError || s.status.Pending != st.Pending
+	}
+	s.status = st
+	s.mu.Unlock()
+	if changed && s.cfg.OnStatus != nil {
+		s.cfg.OnStatus(st)
+	}
+}
+
+func (s *Syncer) noteFailure(t target, err error) {
+	s.mu.Lock()
+	if s.cur.url == t.url {
+		s.status.LastError = err.Error()
+		var ue *queenclient.UnreachableError
+		if errors.As(err, &ue) {
+			s.status.Reachable = false
+		}
+	}
+	s.mu.Unlock()
+}
+
+// leaveRetired deregisters our live workers from Queens we switched away from,
+// best-effort and bounded: an unreachable old Queen forgets them on its own.
+func (s *Syncer) leaveRetired(ctx context.Context) {
+	s.mu.Lock()
+	retired := s.retired
+	s.retired = nil
+	s.mu.Unlock()
+	if len(retired) == 0 {
+		return
+	}
+	entries := s.cfg.Registry.List()
+	for _, t := range retired {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		for _, e := range entries {
+			if !e.State.Live() {
+				continue
+			}
+			if err := t.client.Deregister(cctx, e.ID); err != nil {
+				s.cfg.Logger.Info("queen sync: leave old queen", "queen", t.url, "worker", e.ID, "err", err)
+				break
+			}
+		}
+		cancel()
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	return d - d/5 + time.Duration(rand.Int64N(int64(d/5)*2+1))
+}

@@ -1,0 +1,368 @@
+// Package spawner starts, health-checks and stops local worker processes (`beekeeper
+// worker`); it owns their lifecycle, their log files and their resource sampling.
+package spawner
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/beekeeper-hive/beekeeper/wire"
+)
+
+// Config is how a Spawner starts workers.
+type Config struct {
+	Binary       string        // beekeeper binary run as `worker`; default os.Executable()
+	LlamaLib     string        // --llama-lib for workers; "" lets the worker locate it
+	LogDir       string        // per-worker log files live here
+	ReadyTimeout time.Duration // no load progress for this long fails the start; default 60s
+	PortRetries  int           // extra ports tried when a worker exits with ExitPortInUse; default 5
+	StopGrace    time.Duration // SIGTERM to SIGKILL; default 5s
+	Logger       *slog.Logger
+}
+
+// Spec is one worker to start.
+type Spec struct {
+	ModelPath        string
+	WorkerType       string // default "llm"
+	CtxSize, Threads int
+	Port             int // 0 = first free port in PortMin..PortMax
+	PortMin, PortMax int
+	BindHost         string // default 127.0.0.1
+	AdvertiseHost    string // default BindHost (or 127.0.0.1 for a wildcard bind)
+	SpawnedBy        string
+	QueenURL         string
+	Token            string
+}
+
+// Spawner starts workers. Safe for concurrent use.
+type Spawner struct {
+	cfg  Config
+	http *http.Client
+}
+
+// New returns a Spawner; it checks nothing until Start.
+func New(cfg Config) (*Spawner, error) {
+	if cfg.Binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find the beekeeper binary: %w", err)
+		}
+		cfg.Binary = exe
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = 60 * time.Second
+	}
+	if cfg.PortRetries <= 0 {
+		cfg.PortRetries = 5
+	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.LogDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create log folder: %w", err)
+	}
+	return &Spawner{cfg: cfg, http: &http.Client{Timeout: 2 * time.Second}}, nil
+}
+
+// Process is a worker this Spawner started; one goroutine waits for it and owns its exit.
+type Process struct {
+	ID         string
+	Port       int
+	PID        int
+	CreateTime int64 // ms since the epoch, as gopsutil reports it
+	LogFile    string
+	BindHost   string
+	Advertise  string
+
+	cmd      *exec.Cmd
+	done     chan struct{}
+	exitCode atomic.Int64
+	grace    time.Duration
+}
+
+// Done is closed when the process has exited and been reaped.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// ExitCode is the exit code once Done is closed (-1 for death by signal).
+func (p *Process) ExitCode() int { return int(p.exitCode.Load()) }
+
+// Stop sends SIGTERM to the worker's process group, waits up to the grace period, then
+// SIGKILLs the group and waits for the reap.
+func (p *Process) Stop(ctx context.Context) error {
+	return stopGroup(ctx, p.PID, p.grace, p.done, nil)
+}
+
+// Start starts one worker and waits until it serves. The port is the Spec's, or the
+// first free one in the range; when the worker still finds its port taken (a race with
+// another program), the next free port is tried, PortRetries times.
+func (s *Spawner) Start(ctx context.Context, spec Spec, progress func(Progress)) (*Process, error) {
+	if progress == nil {
+		progress = func(Progress) {}
+	}
+	if err := checkModel(spec.ModelPath); err != nil {
+		return nil, err
+	}
+	if spec.WorkerType == "" {
+		spec.WorkerType = wire.DefaultWorkerType
+	}
+	if spec.BindHost == "" {
+		spec.BindHost = wire.DefaultHost
+	}
+	if spec.AdvertiseHost == "" {
+		spec.AdvertiseHost = spec.BindHost
+		if ip := net.ParseIP(spec.BindHost); ip != nil && ip.IsUnspecified() {
+			spec.AdvertiseHost = wire.DefaultHost
+		}
+	}
+	skip := map[int]bool{}
+	for attempt := 0; ; attempt++ {
+		port := spec.Port
+		if port == 0 {
+			var err error
+			port, err = FreePort(spec.BindHost, spec.PortMin, spec.PortMax, skip)
+			if err != nil {
+				return nil, err
+			}
+		} else if !PortFree(spec.BindHost, port) {
+			return nil, &StartError{Kind: ErrPortTaken, Port: port, ExitCode: -1}
+		}
+		p, err := s.startOn(ctx, spec, port, progress)
+		var se *StartError
+		if err != nil && errors.As(err, &se) && se.Kind == ErrPortTaken && spec.Port == 0 && attempt < s.cfg.PortRetries {
+			skip[port] = true
+			progress(Progress{Phase: PhaseRetrying, Port: port})
+			continue
+		}
+		return p, err
+	}
+}
+
+func (s *Spawner) startOn(ctx context.Context, spec Spec, port int, progress func(Progress)) (*Process, error) {
+	id := wire.WorkerID(spec.WorkerType, spec.AdvertiseHost, port)
+	logPath := filepath.Join(s.cfg.LogDir, id+".log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open worker log: %w", err)
+	}
+	args := s.args(spec, id, port)
+	fmt.Fprintf(logf, "=== %s beekeeper %v\n", time.Now().UTC().Format(time.RFC3339), args)
+
+	// The child writes straight into its log file, not into a pipe: a pipe would hand it
+	// SIGPIPE the moment the app quits, and workers must outlive the app. A file never
+	// blocks the worker, and readers tail it (LogTail) instead of sharing a buffer.
+	cmd := exec.Command(s.cfg.Binary, args...)
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.SysProcAttr = sysProcAttr()
+	cmd.WaitDelay = s.cfg.StopGrace
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start worker %s: %w", s.cfg.Binary, err)
+	}
+	logf.Close() // the child holds its own descriptor
+	p := &Process{
+		ID: id, Port: port, PID: cmd.Process.Pid, LogFile: logPath,
+		BindHost: spec.BindHost, Advertise: spec.AdvertiseHost,
+		cmd: cmd, done: make(chan struct{}), grace: s.cfg.StopGrace,
+	}
+	p.exitCode.Store(-1)
+	go func() { // owns the reap; exits when the process does
+		err := cmd.Wait()
+		code := cmd.ProcessState.ExitCode()
+		if err != nil && code < 0 {
+			code = -1
+		}
+		p.exitCode.Store(int64(code))
+		close(p.done)
+	}()
+	p.CreateTime, _ = CreateTime(p.PID)
+	progress(Progress{Phase: PhaseStarting, WorkerID: id, Port: port, PID: p.PID})
+
+	if err := s.waitReady(ctx, p, spec.Token, progress); err != nil {
+		_ = p.Stop(context.Background())
+		return nil, err
+	}
+	progress(Progress{Phase: PhaseReady, WorkerID: id, Port: port, PID: p.PID, Fraction: 1})
+	return p, nil
+}
+
+func (s *Spawner) args(spec Spec, id string, port int) []string {
+	a := []string{"worker",
+		"--model", spec.ModelPath,
+		"--port", strconv.Itoa(port),
+		"--host", spec.BindHost,
+		"--worker-id", id,
+		"--worker-type", spec.WorkerType,
+		"--advertise-host", spec.AdvertiseHost,
+	}
+	if spec.SpawnedBy != "" {
+		a = append(a, "--spawned-by", spec.SpawnedBy)
+	}
+	if spec.QueenURL != "" {
+		a = append(a, "--queen-url", spec.QueenURL)
+	}
+	if spec.Token != "" {
+		a = append(a, "--api-token", spec.Token)
+	}
+	if spec.CtxSize > 0 {
+		a = append(a, "--ctx-size", strconv.Itoa(spec.CtxSize))
+	}
+	if spec.Threads > 0 {
+		a = append(a, "--threads", strconv.Itoa(spec.Threads))
+	}
+	if s.cfg.LlamaLib != "" {
+		a = append(a, "--llama-lib", s.cfg.LlamaLib)
+	}
+	return a
+}
+
+// waitReady polls /health until 200. The deadline restarts whenever load progress moves;
+// a process exit fails at once with its code and last log lines.
+func (s *Spawner) waitReady(ctx context.Context, p *Process, token string, progress func(Progress)) error {
+	base := "http://" + net.JoinHostPort(loopbackFor(p.BindHost), strconv.Itoa(p.Port))
+	deadline := time.NewTimer(s.cfg.ReadyTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	last := -1.0
+	for {
+		select {
+		case <-p.done:
+			code := p.ExitCode()
+			return &StartError{Kind: kindForExit(code), Port: p.Port, ExitCode: code, LastLines: lastLines(p.LogFile, 10)}
+		case <-ctx.Done():
+			return &StartError{Kind: ErrNotReady, Port: p.Port, ExitCode: -1, Err: ctx.Err(), LastLines: lastLines(p.LogFile, 10)}
+		case <-deadline.C:
+			return &StartError{Kind: ErrNotReady, Port: p.Port, ExitCode: -1,
+				Err:       fmt.Errorf("no load progress for %s", s.cfg.ReadyTimeout),
+				LastLines: lastLines(p.LogFile, 10)}
+		case <-tick.C:
+		}
+		ok, frac := s.health(ctx, base)
+		if ok {
+			return s.checkIdentity(ctx, base, p, token)
+		}
+		if frac > last {
+			last = frac
+			if !deadline.Stop() {
+				select {
+				case <-deadline.C:
+				default:
+				}
+			}
+			deadline.Reset(s.cfg.ReadyTimeout)
+			progress(Progress{Phase: PhaseLoading, WorkerID: p.ID, Port: p.Port, PID: p.PID, Fraction: frac})
+		}
+	}
+}
+
+// health is one /health probe: ready, or the load fraction (-1 when unreachable).
+func (s *Spawner) health(ctx context.Context, base string) (bool, float64) {
+	c, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(c, http.MethodGet, base+wire.PathHealth, nil)
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return false, -1
+	}
+	defer resp.Body.Close()
+	var h wire.Health
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&h)
+	if resp.StatusCode == http.StatusOK {
+		return true, 1
+	}
+	if h.Progress != nil {
+		return false, *h.Progress
+	}
+	return false, 0
+}
+
+func (s *Spawner) checkIdentity(ctx context.Context, base string, p *Process, token string) error {
+	caps, err := Capabilities(ctx, s.http, base, token)
+	if err != nil {
+		return &StartError{Kind: ErrWrongWorker, Port: p.Port, ExitCode: -1, Err: err}
+	}
+	if caps.WorkerID != p.ID {
+		return &StartError{Kind: ErrWrongWorker, Port: p.Port, ExitCode: -1,
+			Err: fmt.Errorf("it reports worker id %q, expected %q", caps.WorkerID, p.ID)}
+	}
+	return nil
+}
+
+// Capabilities fetches a worker's GET /capabilities.
+func Capabilities(ctx context.Context, hc *http.Client, base, token string) (wire.Capabilities, error) {
+	var caps wire.Capabilities
+	c, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(c, http.MethodGet, base+wire.PathCapabilities, nil)
+	if token != "" {
+		req.Header.Set("Authorization", wire.BearerPrefix+token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return caps, fmt.Errorf("capabilities: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, wire.MaxCapabilitiesBody))
+	if resp.StatusCode != http.StatusOK {
+		return caps, fmt.Errorf("capabilities: %w", wire.DecodeError(resp.StatusCode, body))
+	}
+	if err := json.Unmarshal(body, &caps); err != nil {
+		return caps, fmt.Errorf("capabilities: %w", err)
+	}
+	return caps, nil
+}
+
+// Healthy reports whether the worker at base answers /health 200.
+func Healthy(ctx context.Context, hc *http.Client, base string) bool {
+	c, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(c, http.MethodGet, base+wire.PathHealth, nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return false
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func loopbackFor(bind string) string {
+	if ip := net.ParseIP(bind); bind == "" || (ip != nil && ip.IsUnspecified()) {
+		return wire.DefaultHost
+	}
+	return bind
+}
+
+// checkModel fails early, with the fix, on a model path that cannot be a GGUF file.
+func checkModel(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return &StartError{Kind: ErrModelLoad, ExitCode: -1, Err: err}
+	}
+	defer f.Close()
+	magic := make([]byte, 4)
+	if _, err := io.ReadFull(f, magic); err != nil || !bytes.Equal(magic, []byte("GGUF")) {
+		return &StartError{Kind: ErrModelLoad, ExitCode: -1, Err: fmt.Errorf("%s is not a GGUF file", path)}
+	}
+	return nil
+}
+
+// LogFile is where the worker with this id logs.
+func (s *Spawner) LogFile(id string) string { return filepath.Join(s.cfg.LogDir, id+".log") }
