@@ -1,4 +1,50 @@
 package cli
 
-// Placeholder until the worker command lands (owned by its package's author).
-func runWorker(args []string) int { return fail(1, "the worker command is not built yet") }
+import (
+	"context"
+	"flag"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/beekeeper-hive/beekeeper/wire"
+	"github.com/beekeeper-hive/beekeeper/worker"
+)
+
+// runWorker is `beekeeper worker`: flags into worker.Config, signals into a context, and
+// the error of worker.Run into the exit code the spawner acts on.
+func runWorker(args []string) int {
+	var cfg worker.Config
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.StringVar(&cfg.ModelPath, "model", "", "GGUF model file to serve (required)")
+	fs.IntVar(&cfg.Port, "port", 0, "TCP port to listen on (required)")
+	fs.StringVar(&cfg.Host, "host", wire.DefaultHost, "address to listen on; loopback unless a remote Queen must reach the worker")
+	fs.StringVar(&cfg.WorkerID, "worker-id", "", "worker id (default worker-<type>-<port>, or worker-<type>-<host>-<port> off loopback)")
+	fs.StringVar(&cfg.WorkerType, "worker-type", wire.DefaultWorkerType, "worker type")
+	fs.StringVar(&cfg.QueenURL, "queen-url", "", "Queen to heartbeat to (default none: Queenless until a Queen adopts the worker)")
+	fs.StringVar(&cfg.AdvertiseHost, "advertise-host", "", "host the Queen reaches this worker at (default --host)")
+	fs.StringVar(&cfg.SpawnedBy, "spawned-by", "", "who started the worker: gui or hive-<id>")
+	fs.IntVar(&cfg.CtxSize, "ctx-size", 0, "context size per slot in tokens (default the model's, at most 4096)")
+	fs.IntVar(&cfg.Threads, "threads", 0, "CPU threads per slot (default one per physical core)")
+	fs.IntVar(&cfg.Parallel, "parallel", 1, "requests generated at once (slots)")
+	fs.IntVar(&cfg.Queue, "queue", 0, "requests that may wait for a slot before 429 (default 4 per slot; -1 none)")
+	fs.StringVar(&cfg.APIToken, "api-token", "", "bearer token required on every endpoint but /health, and sent to the Queen")
+	fs.StringVar(&cfg.LlamaLib, "llama-lib", "", "folder of the llama.cpp libraries (default $BEEKEEPER_LLAMA_LIB, then the runtime cache)")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return wire.ExitOK
+		}
+		return wire.ExitBadArgs
+	}
+	if fs.NArg() > 0 {
+		return fail(wire.ExitBadArgs, "worker: unexpected argument %q (flags only; see beekeeper worker -h)", fs.Arg(0))
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := worker.Run(ctx, cfg); err != nil {
+		code := worker.ExitCode(err)
+		return fail(code, "worker: %v (%s)", err, wire.ExitReason(code))
+	}
+	return wire.ExitOK
+}

@@ -13,6 +13,10 @@ type ErrorDetail struct {
 	Type    string `json:"type"`
 	Code    string `json:"code,omitempty"`
 	Param   string `json:"param,omitempty"`
+	// PromptTokens and ContextLength come with CodeContextExceeded so a client can say by
+	// how much the prompt is too long (llama-server's field names).
+	PromptTokens  int `json:"n_prompt_tokens,omitempty"`
+	ContextLength int `json:"n_ctx,omitempty"`
 }
 
 // ErrorBody is every error answer: {"error":{"message","type","code"}}.
@@ -66,6 +70,16 @@ func NewError(status int, code, format string, args ...any) *APIError {
 		Type:    typeForStatus(status),
 		Code:    code,
 	}}
+}
+
+// ContextExceeded is the error for a prompt of promptTokens that does not fit a context of
+// contextLength tokens: 400 context_length_exceeded carrying both figures.
+func ContextExceeded(promptTokens, contextLength int) *APIError {
+	e := NewError(http.StatusBadRequest, CodeContextExceeded,
+		"the prompt has %d tokens, %d more than the context of %d", promptTokens, promptTokens-contextLength, contextLength)
+	e.Detail.PromptTokens = promptTokens
+	e.Detail.ContextLength = contextLength
+	return e
 }
 
 func typeForStatus(status int) string {

@@ -50,6 +50,9 @@ type SamplingParams struct {
 	Stop                Stop           `json:"stop,omitempty"`
 	Stream              bool           `json:"stream,omitempty"`
 	StreamOptions       *StreamOptions `json:"stream_options,omitempty"`
+	// IgnoreEOS, llama-server's extension, generates through end-of-generation tokens
+	// until max_tokens: tests and benchmarks use it for a fixed token count.
+	IgnoreEOS bool `json:"ignore_eos,omitempty"`
 }
 
 // ChatCompletionRequest is the body of POST /v1/chat/completions.

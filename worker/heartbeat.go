@@ -1,0 +1,268 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/beekeeper-hive/beekeeper/wire"
+)
+
+// Heartbeat timing.
+const (
+	heartbeatTimeout = 5 * time.Second        // one heartbeat or registration call
+	leaveTimeout     = 1 * time.Second        // the goodbye at shutdown, best effort
+	backoffBase      = 250 * time.Millisecond // first retry after a failure
+	backoffMax       = 30 * time.Second       // never wait longer than this for a Queen
+)
+
+// heartbeater keeps the worker's Queen, if any, informed (CONTRACT §1 "the hybrid half").
+// One goroutine (run) owns the sending; adopt and ready only poke it.
+type heartbeater struct {
+	w      *Worker
+	client *http.Client
+
+	mu       sync.Mutex
+	url      string        // the Queen; "" = Queenless
+	interval time.Duration // as the Queen last said
+
+	kick    chan struct{} // coalescing: send a heartbeat now
+	readyCh chan struct{} // closed once the model is loaded
+	once    sync.Once
+}
+
+func newHeartbeater(w *Worker) *heartbeater {
+	return &heartbeater{
+		w: w,
+		client: &http.Client{
+			Timeout: heartbeatTimeout,
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse // a Queen answers itself
+			},
+		},
+		url:      strings.TrimRight(w.cfg.QueenURL, "/"),
+		interval: wire.DefaultHeartbeatInterval,
+		kick:     make(chan struct{}, 1),
+		readyCh:  make(chan struct{}),
+	}
+}
+
+// checkQueenURL accepts absolute http(s) URLs.
+func checkQueenURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an http(s) URL such as http://127.0.0.1:7833", raw)
+	}
+	return nil
+}
+
+func (h *heartbeater) queenURL() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.url
+}
+
+// adopt makes raw the worker's Queen; a new Queen hears from the worker at once.
+func (h *heartbeater) adopt(raw string) {
+	raw = strings.TrimRight(raw, "/")
+	h.mu.Lock()
+	changed := h.url != raw
+	h.url = raw
+	h.mu.Unlock()
+	if changed {
+		h.w.log.Info("queen adopted", "queen_url", raw)
+		h.poke()
+	}
+}
+
+func (h *heartbeater) ready() { h.once.Do(func() { close(h.readyCh) }) }
+
+func (h *heartbeater) poke() {
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run sends heartbeats until ctx ends: the first as soon as the model is ready, then at
+// the Queen's interval; after a failure, with capped jittered backoff.
+func (h *heartbeater) run(ctx context.Context) {
+	select {
+	case <-h.readyCh:
+	case <-ctx.Done():
+		return
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-h.kick:
+			failures = 0
+		}
+		queen := h.queenURL()
+		if queen == "" {
+			timer.Reset(time.Hour) // Queenless: wait for adopt's kick
+			continue
+		}
+		err := h.beat(ctx, queen)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			failures++
+			if failures == 1 {
+				h.w.log.Warn("queen unreachable; serving on and retrying", "queen_url", queen, "err", err)
+			}
+			timer.Reset(backoff(failures))
+		default:
+			if failures > 0 {
+				h.w.log.Info("queen reachable again", "queen_url", queen)
+			}
+			failures = 0
+			h.mu.Lock()
+			next := h.interval
+			h.mu.Unlock()
+			timer.Reset(next)
+		}
+	}
+}
+
+// backoff is the wait after n failures in a row: doubling from backoffBase, capped,
+// with ±25% jitter so that many workers do not hit a returning Queen at once.
+func backoff(n int) time.Duration {
+	d := backoffMax
+	if n < 20 {
+		d = min(backoffBase<<(n-1), backoffMax)
+	}
+	return time.Duration(float64(d) * (0.75 + 0.5*rand.Float64()))
+}
+
+// beat sends one heartbeat; a Queen that forgot the worker gets a registration first.
+func (h *heartbeater) beat(ctx context.Context, queen string) error {
+	e := h.w.engine.Load()
+	hb := wire.Heartbeat{WorkerID: h.w.cfg.WorkerID, Status: wire.StatusReady}
+	if e != nil {
+		hb.ActiveRequests, hb.QueuedRequests, hb.Slots = e.Active(), e.Queued(), e.Parallel()
+		if hb.ActiveRequests >= hb.Slots {
+			hb.Status = wire.StatusBusy
+		}
+	}
+	var resp wire.HeartbeatResponse
+	err := h.post(ctx, queen+wire.PathHeartbeat, hb, &resp)
+	var apiErr *wire.APIError
+	if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound && apiErr.Detail.Code == wire.CodeUnknownWorker {
+		if err := h.register(ctx, queen); err != nil {
+			return err
+		}
+		err = h.post(ctx, queen+wire.PathHeartbeat, hb, &resp)
+	}
+	if err != nil {
+		return err
+	}
+	h.setInterval(resp.HeartbeatIntervalMS)
+	return nil
+}
+
+// register sends the payload a spawner would send (CONTRACT §1: self-registration).
+func (h *heartbeater) register(ctx context.Context, queen string) error {
+	cfg := h.w.cfg
+	req := wire.RegisterRequest{
+		WorkerID:   cfg.WorkerID,
+		Hostname:   cfg.AdvertiseHost,
+		Port:       cfg.Port,
+		WorkerType: cfg.WorkerType,
+		Model:      h.w.modelName,
+		SpawnedBy:  cfg.SpawnedBy,
+	}
+	var resp wire.RegisterResponse
+	if err := h.post(ctx, queen+wire.PathRegisterWorker, req, &resp); err != nil {
+		return fmt.Errorf("self-register: %w", err)
+	}
+	h.setInterval(resp.HeartbeatIntervalMS)
+	h.w.log.Info("self-registered at the queen", "queen_url", queen, "worker_id", cfg.WorkerID)
+	return nil
+}
+
+func (h *heartbeater) setInterval(ms int64) {
+	if ms <= 0 {
+		return
+	}
+	h.mu.Lock()
+	h.interval = time.Duration(ms) * time.Millisecond
+	h.mu.Unlock()
+}
+
+// leave tells the Queen the worker goes away (best effort, short timeout).
+func (h *heartbeater) leave(ctx context.Context) {
+	queen := h.queenURL()
+	if queen == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, leaveTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, queen+wire.PathWorkers+"/"+url.PathEscape(h.w.cfg.WorkerID), nil)
+	if err != nil {
+		return
+	}
+	h.authorize(req)
+	resp, err := h.client.Do(req)
+	if err != nil {
+		h.w.log.Warn("could not tell the queen that the worker leaves", "err", err)
+		return
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+}
+
+func (h *heartbeater) authorize(req *http.Request) {
+	if h.w.cfg.APIToken != "" {
+		req.Header.Set("Authorization", wire.BearerPrefix+h.w.cfg.APIToken)
+	}
+}
+
+// post sends body as JSON and decodes a 2xx answer into out; other answers become an
+// *wire.APIError.
+func (h *heartbeater) post(ctx context.Context, target string, body, out any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	h.authorize(req)
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, wire.MaxRegistrationBody))
+	if err != nil {
+		return fmt.Errorf("read answer of %s: %w", target, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return wire.DecodeError(resp.StatusCode, data)
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("answer of %s: %w", target, err)
+	}
+	return nil
+}

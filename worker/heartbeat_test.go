@@ -1,0 +1,215 @@
+package worker_test
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/beekeeper-hive/beekeeper/wire"
+)
+
+// queenPeer plays the Queen's worker-facing endpoints over real HTTP: it forgets every
+// worker when it starts (as a restarted mini Queen does), answers unknown heartbeats with
+// 404 unknown_worker, and records what the worker sent.
+type queenPeer struct {
+	t        *testing.T
+	addr     string
+	token    string
+	interval time.Duration
+	srv      *httptest.Server
+
+	mu         sync.Mutex
+	known      map[string]bool
+	registered []wire.RegisterRequest
+	beats      []wire.Heartbeat
+	deleted    []string
+	badAuth    int
+}
+
+func newQueenPeer(t *testing.T, token string) *queenPeer {
+	q := &queenPeer{t: t, token: token, interval: 200 * time.Millisecond}
+	q.start("127.0.0.1:0")
+	t.Cleanup(q.stop)
+	return q
+}
+
+func (q *queenPeer) url() string { return "http://" + q.addr }
+
+// start listens on addr (the same address again after stop: the Queen came back).
+func (q *queenPeer) start(addr string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		q.t.Fatalf("queen peer listen: %v", err)
+	}
+	q.addr = ln.Addr().String()
+	q.mu.Lock()
+	q.known = map[string]bool{} // a fresh Queen knows nobody
+	q.mu.Unlock()
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+wire.PathRegisterWorker, func(w http.ResponseWriter, r *http.Request) {
+		var req wire.RegisterRequest
+		if !q.auth(w, r) || !q.decode(w, r, &req) {
+			return
+		}
+		q.mu.Lock()
+		q.known[req.WorkerID] = true
+		q.registered = append(q.registered, req)
+		q.mu.Unlock()
+		wire.WriteJSON(w, 200, wire.RegisterResponse{WorkerID: req.WorkerID, State: wire.StateRegistered, HeartbeatIntervalMS: q.interval.Milliseconds()})
+	})
+	mux.HandleFunc("POST "+wire.PathHeartbeat, func(w http.ResponseWriter, r *http.Request) {
+		var hb wire.Heartbeat
+		if !q.auth(w, r) || !q.decode(w, r, &hb) {
+			return
+		}
+		q.mu.Lock()
+		known := q.known[hb.WorkerID]
+		if known {
+			q.beats = append(q.beats, hb)
+		}
+		q.mu.Unlock()
+		if !known {
+			wire.WriteError(w, wire.NewError(404, wire.CodeUnknownWorker, "unknown worker %s", hb.WorkerID))
+			return
+		}
+		wire.WriteJSON(w, 200, wire.HeartbeatResponse{HeartbeatIntervalMS: q.interval.Milliseconds()})
+	})
+	mux.HandleFunc("DELETE "+wire.PathWorkers+"/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if !q.auth(w, r) {
+			return
+		}
+		q.mu.Lock()
+		q.deleted = append(q.deleted, r.PathValue("id"))
+		q.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	q.srv = httptest.NewUnstartedServer(mux)
+	q.srv.Listener = ln
+	q.srv.Start()
+}
+
+func (q *queenPeer) stop() { q.srv.Close() }
+
+func (q *queenPeer) auth(w http.ResponseWriter, r *http.Request) bool {
+	if q.token != "" && r.Header.Get("Authorization") != wire.BearerPrefix+q.token {
+		q.mu.Lock()
+		q.badAuth++
+		q.mu.Unlock()
+		wire.WriteError(w, wire.NewError(401, wire.CodeUnauthorized, "bad token"))
+		return false
+	}
+	return true
+}
+
+func (q *queenPeer) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+		wire.WriteError(w, wire.NewError(400, wire.CodeInvalidJSON, "%v", err))
+		return false
+	}
+	return true
+}
+
+// snapshot returns how many registrations and heartbeats arrived so far.
+func (q *queenPeer) snapshot() (regs, beats int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.registered), len(q.beats)
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestHeartbeatAdoptionAndSelfRegistration: a Queenless worker is adopted through
+// /capabilities?queen_url=, finds itself unknown (404), self-registers with the spawner's
+// payload, heartbeats at the Queen's interval with the token, and says goodbye on SIGTERM.
+func TestHeartbeatAdoptionAndSelfRegistration(t *testing.T) {
+	q := newQueenPeer(t, "tok")
+	w := startWorker(t, "--api-token", "tok", "--spawned-by", "gui")
+	if regs, beats := q.snapshot(); regs != 0 || beats != 0 {
+		t.Fatalf("a Queenless worker sent %d registrations, %d heartbeats", regs, beats)
+	}
+
+	req, _ := http.NewRequest(http.MethodGet, w.url+wire.PathCapabilities+"?queen_url="+q.url(), nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var caps wire.Capabilities
+	_ = json.NewDecoder(resp.Body).Decode(&caps)
+	resp.Body.Close()
+	if caps.QueenURL != q.url() {
+		t.Fatalf("capabilities queen_url %q, want %q", caps.QueenURL, q.url())
+	}
+
+	// 200 ms interval: five heartbeats arrive within a few seconds.
+	start := time.Now()
+	waitFor(t, "five heartbeats", 10*time.Second, func() bool { _, beats := q.snapshot(); return beats >= 5 })
+	elapsed := time.Since(start)
+	q.mu.Lock()
+	reg := q.registered[0]
+	hb := q.beats[0]
+	badAuth := q.badAuth
+	q.mu.Unlock()
+	want := wire.RegisterRequest{WorkerID: caps.WorkerID, Hostname: "127.0.0.1", Port: w.port, WorkerType: "llm", Model: "stories260K", SpawnedBy: "gui"}
+	if reg != want {
+		t.Fatalf("self-registration %+v, want %+v", reg, want)
+	}
+	if hb.WorkerID != caps.WorkerID || hb.Status != wire.StatusReady || hb.Slots != 1 || badAuth != 0 {
+		t.Fatalf("heartbeat %+v, bad auth %d", hb, badAuth)
+	}
+	if elapsed < 600*time.Millisecond { // 4 intervals between 5 beats, minus jitter-free slack
+		t.Fatalf("5 heartbeats in %s: the Queen's 200 ms interval was not followed", elapsed)
+	}
+
+	w.signal(syscall.SIGTERM)
+	if code := w.wait(5 * time.Second); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.deleted) != 1 || q.deleted[0] != caps.WorkerID {
+		t.Fatalf("deregistrations %v, want [%s]", q.deleted, caps.WorkerID)
+	}
+}
+
+// TestHeartbeatQueenDown: with --queen-url, the first heartbeat follows readiness; a
+// Queen that goes away leaves the worker serving; when it comes back (having forgotten
+// everything), the worker registers itself again and resumes heartbeats.
+func TestHeartbeatQueenDown(t *testing.T) {
+	q := newQueenPeer(t, "")
+	w := startWorker(t, "--queen-url", q.url())
+	waitFor(t, "registration and heartbeats", 10*time.Second, func() bool {
+		regs, beats := q.snapshot()
+		return regs == 1 && beats >= 2
+	})
+
+	q.stop()
+	w.waitLog("queen unreachable", 10*time.Second)
+	status, body := post(t, w.url+wire.PathCompletions, map[string]any{"prompt": storyPrompt, "max_tokens": 5})
+	if status != 200 {
+		t.Fatalf("worker stopped serving without its Queen: %d %s", status, body)
+	}
+
+	regsBefore, beatsBefore := q.snapshot()
+	q.start(q.addr)
+	waitFor(t, "re-registration after the Queen returned", 40*time.Second, func() bool {
+		regs, beats := q.snapshot()
+		return regs == regsBefore+1 && beats >= beatsBefore+2
+	})
+	w.waitLog("queen reachable again", 5*time.Second)
+}

@@ -1,0 +1,286 @@
+package worker
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/beekeeper-hive/beekeeper/wire"
+	"github.com/beekeeper-hive/beekeeper/worker/engine"
+)
+
+// MaxRequestBody bounds a completion request body: far beyond any prompt a context holds.
+const MaxRequestBody = 4 << 20
+
+// Backend and Device name what the worker computes on, for /capabilities.
+const (
+	Backend = "llama.cpp"
+	Device  = "cpu"
+)
+
+// routes is the worker's whole HTTP surface.
+func (w *Worker) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+wire.PathHealth, w.handleHealth)
+	mux.Handle("GET "+wire.PathCapabilities, w.handle(w.handleCapabilities))
+	mux.Handle("GET "+wire.PathModels, w.handle(w.handleModels))
+	mux.Handle("POST "+wire.PathChat, w.handle(w.handleChat))
+	mux.Handle("POST "+wire.PathCompletions, w.handle(w.handleCompletion))
+	return mux
+}
+
+// handle adapts a handler that returns an error: the token is checked first, and an error
+// becomes one OpenAI-shaped JSON answer (its cause goes to the log when it is internal).
+func (w *Worker) handle(h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if !w.authorized(r) {
+			wire.WriteError(rw, wire.NewError(http.StatusUnauthorized, wire.CodeUnauthorized,
+				"missing or wrong bearer token: send Authorization: Bearer <the worker's --api-token>"))
+			return
+		}
+		err := h(rw, r)
+		if err == nil {
+			return
+		}
+		var apiErr *wire.APIError
+		if !errors.As(err, &apiErr) {
+			w.log.Error("request failed", "path", r.URL.Path, "err", err)
+		}
+		wire.WriteError(rw, err)
+	})
+}
+
+func (w *Worker) authorized(r *http.Request) bool {
+	if w.cfg.APIToken == "" {
+		return true
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), wire.BearerPrefix)
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(w.cfg.APIToken)) == 1
+}
+
+func (w *Worker) handleHealth(rw http.ResponseWriter, _ *http.Request) {
+	if w.engine.Load() == nil {
+		p := float64(math.Float32frombits(w.progress.Load()))
+		wire.WriteJSON(rw, http.StatusServiceUnavailable, wire.Health{Status: wire.HealthLoading, Progress: &p})
+		return
+	}
+	wire.WriteJSON(rw, http.StatusOK, wire.Health{Status: wire.HealthOK})
+}
+
+func (w *Worker) handleCapabilities(rw http.ResponseWriter, r *http.Request) error {
+	if q := r.URL.Query().Get(wire.QueryQueenURL); q != "" {
+		if err := checkQueenURL(q); err != nil {
+			return wire.NewError(http.StatusBadRequest, wire.CodeInvalidField, "queen_url: %v", err)
+		}
+		w.heartbeats.adopt(q)
+	}
+	ctxLen := w.cfg.CtxSize
+	if e := w.engine.Load(); e != nil {
+		ctxLen = e.ContextSize()
+	}
+	wire.WriteJSON(rw, http.StatusOK, wire.Capabilities{
+		WorkerID:      w.cfg.WorkerID,
+		WorkerType:    w.cfg.WorkerType,
+		Model:         w.modelName,
+		ModelPath:     w.cfg.ModelPath,
+		Backend:       Backend,
+		Device:        Device,
+		ContextLength: ctxLen,
+		Parallel:      w.cfg.Parallel,
+		Version:       wire.Version,
+		StartedAt:     w.startedAt,
+		QueenURL:      w.heartbeats.queenURL(),
+	})
+	return nil
+}
+
+func (w *Worker) handleModels(rw http.ResponseWriter, _ *http.Request) error {
+	wire.WriteJSON(rw, http.StatusOK, wire.ModelList{Object: "list", Data: []wire.Model{{
+		ID: w.modelName, Object: "model", Created: w.startedAt.Unix(), OwnedBy: "beekeeper",
+	}}})
+	return nil
+}
+
+func (w *Worker) handleChat(rw http.ResponseWriter, r *http.Request) error {
+	var req wire.ChatCompletionRequest
+	if err := decodeBody(rw, r, &req); err != nil {
+		return err
+	}
+	e, err := w.ready(req.Model)
+	if err != nil {
+		return err
+	}
+	if len(req.Messages) == 0 {
+		return wire.NewError(http.StatusBadRequest, wire.CodeInvalidField, "messages is empty: send at least one {\"role\":\"user\",\"content\":...}")
+	}
+	msgs := make([]engine.Message, len(req.Messages))
+	for i, m := range req.Messages {
+		if m.Role == "" {
+			return wire.NewError(http.StatusBadRequest, wire.CodeInvalidField, "messages[%d].role is empty: use system, user or assistant", i)
+		}
+		msgs[i] = engine.Message{Role: m.Role, Content: m.Content}
+	}
+	sampling, err := samplingFrom(&req.SamplingParams, e.ContextSize())
+	if err != nil {
+		return err
+	}
+	prompt, special, extraStops := e.ChatPrompt(msgs)
+	sampling.Stop = append(sampling.Stop, extraStops...)
+	return w.generate(rw, r, e, prompt, special, sampling, &req.SamplingParams, chatFormat)
+}
+
+func (w *Worker) handleCompletion(rw http.ResponseWriter, r *http.Request) error {
+	var req wire.CompletionRequest
+	if err := decodeBody(rw, r, &req); err != nil {
+		return err
+	}
+	e, err := w.ready(req.Model)
+	if err != nil {
+		return err
+	}
+	if req.Prompt == "" {
+		return wire.NewError(http.StatusBadRequest, wire.CodeInvalidField, "prompt is empty: send the text to continue")
+	}
+	sampling, err := samplingFrom(&req.SamplingParams, e.ContextSize())
+	if err != nil {
+		return err
+	}
+	return w.generate(rw, r, e, req.Prompt, false, sampling, &req.SamplingParams, textFormat)
+}
+
+// ready returns the engine once the model is loaded and checks the requested model name.
+func (w *Worker) ready(model string) (*engine.Engine, error) {
+	e := w.engine.Load()
+	if e == nil {
+		return nil, wire.NewError(http.StatusServiceUnavailable, wire.CodeLoading, "the model is still loading: retry when GET /health answers 200")
+	}
+	if model != "" && model != w.modelName {
+		return nil, wire.NewError(http.StatusNotFound, wire.CodeModelNotFound, "model %q is not served here: this worker serves %q", model, w.modelName)
+	}
+	return e, nil
+}
+
+// generate runs one completion and writes it, streamed or whole, in format f.
+func (w *Worker) generate(rw http.ResponseWriter, r *http.Request, e *engine.Engine, prompt string, special bool,
+	sampling engine.Sampling, params *wire.SamplingParams, f format) error {
+	start := time.Now()
+	job, err := e.Prepare(prompt, special, sampling)
+	if err != nil {
+		var ctxErr *engine.ContextExceededError
+		if errors.As(err, &ctxErr) {
+			return wire.NewError(http.StatusBadRequest, wire.CodeContextExceeded, "%s", ctxErr.Error())
+		}
+		return wire.NewError(http.StatusBadRequest, wire.CodeInvalidField, "%v", err)
+	}
+
+	// The generation ends when the client goes away or the worker stops.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stopWatch := context.AfterFunc(w.stopping, cancel)
+	defer stopWatch()
+
+	slot, err := e.Acquire(ctx)
+	switch {
+	case errors.Is(err, engine.ErrBusy):
+		rw.Header().Set("Retry-After", "1")
+		return wire.NewError(http.StatusTooManyRequests, wire.CodeBusy,
+			"all %d slots are busy and %d requests already wait: retry shortly, or start the worker with a larger --parallel", e.Parallel(), e.Queued())
+	case err != nil:
+		if w.stopping.Err() != nil {
+			return wire.NewError(http.StatusServiceUnavailable, wire.CodeBusy, "the worker is shutting down")
+		}
+		return nil // the client left while waiting: nobody to answer
+	}
+	defer slot.Release()
+
+	out := newResponder(rw, f, w.modelName, params.Stream, params.StreamOptions != nil && params.StreamOptions.IncludeUsage)
+	res, genErr := slot.Run(ctx, job, out.emit)
+	switch {
+	case genErr == nil:
+	case r.Context().Err() != nil:
+		w.log.Info("request", "path", r.URL.Path, "outcome", "client gone", "prompt_tokens", res.PromptTokens,
+			"completion_tokens", res.CompletionTokens, "ms", time.Since(start).Milliseconds())
+		return nil
+	case w.stopping.Err() != nil:
+		res.FinishReason = engine.FinishStop // the worker stops: end the answer cleanly
+	default:
+		if !out.started() {
+			return fmt.Errorf("generate: %w", genErr)
+		}
+		w.log.Error("generation failed mid-stream", "err", genErr)
+		res.FinishReason = engine.FinishStop
+	}
+	out.finish(res)
+	w.log.Info("request", "path", r.URL.Path, "stream", params.Stream, "prompt_tokens", res.PromptTokens,
+		"completion_tokens", res.CompletionTokens, "finish", res.FinishReason, "ms", time.Since(start).Milliseconds())
+	return nil
+}
+
+// samplingFrom checks the request's settings and applies the defaults.
+func samplingFrom(p *wire.SamplingParams, ctxSize int) (engine.Sampling, error) {
+	s := engine.DefaultSampling()
+	bad := func(format string, args ...any) (engine.Sampling, error) {
+		return s, wire.NewError(http.StatusBadRequest, wire.CodeInvalidField, format, args...)
+	}
+	if p.Temperature != nil {
+		if *p.Temperature < 0 || *p.Temperature > 2 || math.IsNaN(*p.Temperature) {
+			return bad("temperature %g is outside 0..2", *p.Temperature)
+		}
+		s.Temperature = *p.Temperature
+	}
+	if p.TopP != nil {
+		if *p.TopP <= 0 || *p.TopP > 1 || math.IsNaN(*p.TopP) {
+			return bad("top_p %g is outside (0, 1]", *p.TopP)
+		}
+		s.TopP = *p.TopP
+	}
+	if p.TopK != nil {
+		if *p.TopK < 0 {
+			return bad("top_k %d is negative (0 turns it off)", *p.TopK)
+		}
+		s.TopK = *p.TopK
+	}
+	if p.Seed != nil {
+		s.Seed = uint32(*p.Seed)
+	}
+	maxTokens := p.MaxTokens
+	if p.MaxCompletionTokens != nil {
+		maxTokens = p.MaxCompletionTokens
+	}
+	if maxTokens != nil {
+		if *maxTokens < 1 || *maxTokens > ctxSize {
+			return bad("max_tokens %d is outside 1..%d (the context size)", *maxTokens, ctxSize)
+		}
+		s.MaxTokens = *maxTokens
+	}
+	if len(p.Stop) > 4 {
+		return bad("stop has %d strings: at most 4", len(p.Stop))
+	}
+	s.Stop = append([]string(nil), p.Stop...)
+	s.IgnoreEOS = p.IgnoreEOS
+	return s, nil
+}
+
+// decodeBody reads a JSON body strictly: a bounded size and no unknown trailing data.
+func decodeBody(rw http.ResponseWriter, r *http.Request, v any) error {
+	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, MaxRequestBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return wire.NewError(http.StatusRequestEntityTooLarge, wire.CodeBodyTooLarge,
+				"the request body is over %d bytes", MaxRequestBody)
+		}
+		return wire.NewError(http.StatusBadRequest, wire.CodeInvalidJSON, "read the request body: %v", err)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return wire.NewError(http.StatusBadRequest, wire.CodeInvalidJSON, "the request body is not valid JSON for this endpoint: %v", err)
+	}
+	return nil
+}
