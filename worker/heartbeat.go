@@ -33,6 +33,7 @@ type heartbeater struct {
 
 	mu       sync.Mutex
 	url      string        // the Queen; "" = Queenless
+	departed string        // a Queen the worker moved away from, to be told it left
 	interval time.Duration // as the Queen last said
 
 	kick    chan struct{} // coalescing: send a heartbeat now
@@ -74,17 +75,34 @@ func (h *heartbeater) queenURL() string {
 	return h.url
 }
 
-// adopt makes raw the worker's Queen; a new Queen hears from the worker at once.
+// adopt makes raw the worker's Queen. The Queen hears from the worker at once, even when
+// it is the same Queen: it fetches /capabilities right after a registration, so a prompt
+// heartbeat turns the worker online without waiting for the next interval. A Queen the
+// worker moves away from is told it left, so it does not keep a stale record.
 func (h *heartbeater) adopt(raw string) {
 	raw = strings.TrimRight(raw, "/")
 	h.mu.Lock()
-	changed := h.url != raw
-	h.url = raw
-	h.mu.Unlock()
-	if changed {
-		h.w.log.Info("queen adopted", "queen_url", raw)
-		h.poke()
+	old := h.url
+	if old != raw {
+		h.url = raw
+		if old != "" {
+			h.departed = old
+		}
 	}
+	h.mu.Unlock()
+	if old != raw {
+		h.w.log.Info("queen adopted", "queen_url", raw, "previous", old)
+	}
+	h.poke()
+}
+
+// takeDeparted returns (and forgets) the Queen the worker moved away from, if any.
+func (h *heartbeater) takeDeparted() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	old := h.departed
+	h.departed = ""
+	return old
 }
 
 func (h *heartbeater) ready() { h.once.Do(func() { close(h.readyCh) }) }
@@ -114,6 +132,9 @@ func (h *heartbeater) run(ctx context.Context) {
 		case <-timer.C:
 		case <-h.kick:
 			failures = 0
+		}
+		if old := h.takeDeparted(); old != "" {
+			h.leaveQueen(ctx, old)
 		}
 		queen := h.queenURL()
 		if queen == "" {
@@ -208,12 +229,15 @@ func (h *heartbeater) setInterval(ms int64) {
 	h.mu.Unlock()
 }
 
-// leave tells the Queen the worker goes away (best effort, short timeout).
+// leave tells the current Queen the worker goes away (best effort, short timeout).
 func (h *heartbeater) leave(ctx context.Context) {
-	queen := h.queenURL()
-	if queen == "" {
-		return
+	if queen := h.queenURL(); queen != "" {
+		h.leaveQueen(ctx, queen)
 	}
+}
+
+// leaveQueen deregisters the worker at queen (best effort, short timeout).
+func (h *heartbeater) leaveQueen(ctx context.Context, queen string) {
 	ctx, cancel := context.WithTimeout(ctx, leaveTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, queen+wire.PathWorkers+"/"+url.PathEscape(h.w.cfg.WorkerID), nil)

@@ -213,3 +213,29 @@ func TestHeartbeatQueenDown(t *testing.T) {
 	})
 	w.waitLog("queen reachable again", 5*time.Second)
 }
+
+// TestHeartbeatMovesToNewQueen: a worker adopted by a second Queen tells the first one it
+// left and heartbeats only to the second, so neither Queen keeps a stale record.
+func TestHeartbeatMovesToNewQueen(t *testing.T) {
+	first, second := newQueenPeer(t, ""), newQueenPeer(t, "")
+	w := startWorker(t, "--queen-url", first.url())
+	waitFor(t, "heartbeats at the first queen", 10*time.Second, func() bool { _, beats := first.snapshot(); return beats >= 1 })
+
+	resp, err := http.Get(w.url + wire.PathCapabilities + "?queen_url=" + second.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitFor(t, "deregistration at the first queen", 5*time.Second, func() bool {
+		first.mu.Lock()
+		defer first.mu.Unlock()
+		return len(first.deleted) == 1
+	})
+	waitFor(t, "heartbeats at the second queen", 5*time.Second, func() bool { _, beats := second.snapshot(); return beats >= 2 })
+	_, before := first.snapshot()
+	_, after2 := second.snapshot()
+	waitFor(t, "more heartbeats at the second queen", 5*time.Second, func() bool { _, beats := second.snapshot(); return beats >= after2+2 })
+	if _, now := first.snapshot(); now != before {
+		t.Fatalf("the first queen still got heartbeats after the move: %d -> %d", before, now)
+	}
+}
