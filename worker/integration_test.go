@@ -236,8 +236,9 @@ func TestAPI(t *testing.T) {
 			})
 		}
 		_, body := post(t, w.url+wire.PathCompletions, map[string]any{"prompt": long})
-		if msg := decode[wire.ErrorBody](t, body).Error.Message; !strings.Contains(msg, "tokens but the context holds 2048") {
-			t.Fatalf("the context error must give both numbers: %q", msg)
+		if detail := decode[wire.ErrorBody](t, body).Error; !strings.Contains(detail.Message, "tokens but the context holds 2048") ||
+			detail.ContextLength != 2048 || detail.PromptTokens < 2048 {
+			t.Fatalf("the context error must give both numbers, in the message and the fields: %+v", detail)
 		}
 		// The worker still serves.
 		if text, _ := greedy(t, nil); text == "" {

@@ -175,7 +175,9 @@ func (w *Worker) generate(rw http.ResponseWriter, r *http.Request, e *engine.Eng
 	if err != nil {
 		var ctxErr *engine.ContextExceededError
 		if errors.As(err, &ctxErr) {
-			return wire.NewError(http.StatusBadRequest, wire.CodeContextExceeded, "%s", ctxErr.Error())
+			apiErr := wire.ContextExceeded(ctxErr.PromptTokens, ctxErr.ContextSize)
+			apiErr.Detail.Message = ctxErr.Error() // names the fix (--ctx-size)
+			return apiErr
 		}
 		return wire.NewError(http.StatusBadRequest, wire.CodeInvalidField, "%v", err)
 	}
