@@ -1,0 +1,236 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/beekeeper-hive/beekeeper/internal/testenv"
+	"github.com/beekeeper-hive/beekeeper/wire"
+)
+
+// startWorker runs a real `beekeeper worker` on the test model and returns its target.
+func startWorker(t *testing.T) Target {
+	t.Helper()
+	t.Setenv("BEEKEEPER_HOME", t.TempDir())
+	port := testenv.FreePort(t)
+	cmd := exec.Command(testenv.Binary(t), "worker", "--model", testenv.Model(t), "--port", fmt.Sprint(port))
+	logf, err := os.Create(filepath.Join(t.TempDir(), "worker.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		logf.Close()
+	})
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(base + wire.PathHealth)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case <-exited:
+			b, _ := os.ReadFile(logf.Name())
+			t.Fatalf("worker exited before ready:\n%s", b)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("worker not ready within 30s")
+		}
+	}
+	return Target{Kind: TargetWorker, BaseURL: base, Model: wire.ModelName(testenv.Model(t)), WorkerID: wire.WorkerID("llm", "127.0.0.1", port), ModelPath: testenv.Model(t)}
+}
+
+func user(s string) []wire.ChatMessage { return []wire.ChatMessage{{Role: "user", Content: s}} }
+
+func TestStreamFromRealWorker(t *testing.T) {
+	target := startWorker(t)
+	c := NewClient(nil)
+	var pieces []string
+	res, err := c.Stream(context.Background(), target, user("Once upon a time"), Params{Temperature: 0, TopP: 1, MaxTokens: 32},
+		func(s string) { pieces = append(pieces, s) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pieces) < 2 || strings.Join(pieces, "") != res.Text || res.Text == "" {
+		t.Fatalf("streamed %d pieces %q, result %q", len(pieces), pieces, res.Text)
+	}
+	m := res.Metrics
+	if res.FinishReason != wire.FinishLength || m.CompletionTokens != 32 || m.PromptTokens == 0 {
+		t.Fatalf("finish %q, metrics %+v; want length after 32 tokens with usage", res.FinishReason, m)
+	}
+	if m.TimeToFirstToken <= 0 || m.TokensPerSecond <= 0 || m.Duration < m.TimeToFirstToken {
+		t.Fatalf("metrics %+v", m)
+	}
+
+	models, err := c.Probe(context.Background(), target.BaseURL, "", 2*time.Second)
+	if err != nil || len(models) != 1 || models[0] != target.Model {
+		t.Fatalf("Probe = %v, %v", models, err)
+	}
+}
+
+func TestStopCancelsAndWorkerServesNext(t *testing.T) {
+	target := startWorker(t)
+	c := NewClient(nil)
+	ctx, stop := context.WithCancel(context.Background())
+	var n int
+	// No max_tokens: the worker would write until its 2048-token context is full.
+	_, err := c.Stream(ctx, target, user("Once upon a time"), Params{Temperature: 0, TopP: 1}, func(string) {
+		if n++; n == 3 {
+			stop()
+		}
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Stream after Stop = %v, want context.Canceled", err)
+	}
+	// The worker has one slot: if it were still generating, this would wait or get 429.
+	start := time.Now()
+	ctx2, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := c.Stream(ctx2, target, user("Once upon a time"), Params{Temperature: 0, TopP: 1, MaxTokens: 4}, func(string) {})
+	if err != nil {
+		t.Fatalf("next request after Stop: %v", err)
+	}
+	if took := time.Since(start); took > 2*time.Second || res.Metrics.CompletionTokens != 4 {
+		t.Fatalf("next request took %s for %d tokens: the stopped one kept the worker busy", took, res.Metrics.CompletionTokens)
+	}
+}
+
+func TestContextExceededIsTyped(t *testing.T) {
+	target := startWorker(t)
+	long := strings.Repeat("Once upon a time there was a little girl named Lily. ", 400) // > 2048 tokens
+	_, err := NewClient(nil).Stream(context.Background(), target, user(long), DefaultParams(), func(string) {})
+	var ce *ContextExceededError
+	if !errors.As(err, &ce) {
+		t.Fatalf("over-long prompt gave %v, want *ContextExceededError", err)
+	}
+	if ce.Over() < 0 {
+		t.Fatalf("Over() = %d", ce.Over())
+	}
+}
+
+func TestUnreachableWorkerIsTyped(t *testing.T) {
+	port := testenv.FreePort(t) // nobody listens
+	target := Target{Kind: TargetWorker, BaseURL: fmt.Sprintf("http://127.0.0.1:%d", port), Model: "m", WorkerID: "worker-llm-1"}
+	_, err := NewClient(nil).Stream(context.Background(), target, user("hi"), DefaultParams(), func(string) {})
+	var ue *UnreachableError
+	if !errors.As(err, &ue) || ue.During != "connect" {
+		t.Fatalf("dead worker gave %v, want *UnreachableError at connect", err)
+	}
+	target.Kind = TargetQueen
+	_, err = NewClient(nil).Stream(context.Background(), target, user("hi"), DefaultParams(), func(string) {})
+	if !errors.As(err, &ue) || !strings.Contains(ue.Error(), "Queen") {
+		t.Fatalf("dead Queen gave %v", err)
+	}
+}
+
+func TestStoreRoundTrip(t *testing.T) {
+	s, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := NewConversation()
+	a.SystemPrompt = "Be brief."
+	a.Target = Target{Kind: TargetWorker, BaseURL: "http://127.0.0.1:1", Model: "stories260K", Token: "secret"}
+	a.Messages = append(a.Messages, Message{Role: "user", Content: "Once upon a time"},
+		Message{Role: "assistant", Content: "Lily", Metrics: &Metrics{CompletionTokens: 1, TokensPerSecond: 10}})
+	a.AutoTitle()
+	if err := s.Save(a); err != nil {
+		t.Fatal(err)
+	}
+	b := NewConversation()
+	b.ID = b.ID[:len(b.ID)-8] + "00000000"
+	if err := s.Save(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.Dir(), "20000101-000000-deadbeef.json"), []byte("{broken"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	list, bad := s.List()
+	if len(list) != 2 || len(bad) != 1 {
+		t.Fatalf("List = %+v, damaged %v; want 2 chats and 1 damaged", list, bad)
+	}
+	if list[0].ID != b.ID || list[1].Title != "Once upon a time" {
+		t.Fatalf("List order/titles %+v", list)
+	}
+	got, err := s.Load(a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Target.Token != "" {
+		t.Fatal("a token was written to disk")
+	}
+	w := got.WireMessages()
+	if len(w) != 3 || w[0].Role != "system" || w[2].Content != "Lily" || got.Messages[1].Metrics.CompletionTokens != 1 {
+		t.Fatalf("reloaded chat %+v", got)
+	}
+	if err := s.Delete(a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load(a.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Load after Delete = %v", err)
+	}
+	if _, err := s.Load("../../etc/passwd"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("path in id: %v", err)
+	}
+}
+
+func TestThrottleCoalescesInOrder(t *testing.T) {
+	var mu sync.Mutex
+	var got strings.Builder
+	flushes := 0
+	th := NewThrottle(20*time.Millisecond, func(s string) {
+		mu.Lock()
+		got.WriteString(s)
+		flushes++
+		mu.Unlock()
+	})
+	var want strings.Builder
+	start := time.Now()
+	for i := 0; i < 2000; i++ { // ~2,000 tokens/s for ~100 ms
+		piece := fmt.Sprintf("%d ", i)
+		want.WriteString(piece)
+		th.Add(piece)
+		if i%20 == 0 {
+			time.Sleep(time.Millisecond) // pace like a stream; not synchronisation
+		}
+	}
+	th.Close()
+	th.Add("late")
+	elapsed := time.Since(start)
+	mu.Lock()
+	defer mu.Unlock()
+	if got.String() != want.String() {
+		t.Fatal("throttled text lost or reordered pieces")
+	}
+	if limit := int(elapsed/(20*time.Millisecond)) + 2; flushes > limit {
+		t.Fatalf("%d flushes in %s, want at most %d", flushes, elapsed, limit)
+	}
+}
