@@ -1,0 +1,272 @@
+package queen
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/beekeeper-hive/beekeeper/wire"
+)
+
+// maxProxyBody bounds a routed request's body: a chat with a few thousand tokens of
+// context is far below it.
+const maxProxyBody = 8 << 20
+
+// HeaderWorker names, on a routed answer, the worker that served it.
+const HeaderWorker = "X-Beekeeper-Worker"
+
+// gateway routes OpenAI-compatible requests to online workers and streams their answers.
+type gateway struct {
+	q      *Queen
+	client *http.Client
+	bufs   sync.Pool
+}
+
+func newGateway(q *Queen) *gateway {
+	return &gateway{
+		q: q,
+		client: &http.Client{
+			Transport: &http.Transport{
+				Proxy:               nil, // workers are reached directly
+				DialContext:         (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+				MaxIdleConns:        256,
+				MaxIdleConnsPerHost: 64,
+				IdleConnTimeout:     90 * time.Second,
+				DisableCompression:  true, // pass bytes through as the worker sent them
+			},
+			// No overall timeout: a stream lasts as long as generation does; the client's
+			// context bounds it.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		bufs: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }},
+	}
+}
+
+func (g *gateway) handleModels(w http.ResponseWriter, r *http.Request) error {
+	wire.WriteJSON(w, http.StatusOK, wire.ModelList{Object: "list", Data: g.q.reg.onlineModels()})
+	return nil
+}
+
+// handleProxy routes a chat or plain completion by its "model" to the least busy online
+// worker serving it. A worker that cannot be reached is marked and, as nothing has been
+// written yet, the request is tried once more on another worker.
+func (g *gateway) handleProxy(w http.ResponseWriter, r *http.Request) error {
+	start := time.Now()
+	body, err := readBody(r, w, maxProxyBody)
+	if err != nil {
+		return err
+	}
+	var m struct {
+		Model string `json:"model"`
+	}
+	if err := decodeLenient(body, &m); err != nil {
+		return err
+	}
+	if m.Model == "" {
+		return invalidField("model", "is required: one of the names GET %s lists", wire.PathModels)
+	}
+
+	var tried []string
+	var lastErr error
+	for range 2 {
+		target, err := g.q.reg.pick(m.Model, tried)
+		if err != nil {
+			if lastErr != nil {
+				break // the one worker we had failed and no other serves the model
+			}
+			g.q.metrics.routed.WithLabelValues(m.Model, routeCode(err)).Inc()
+			return err
+		}
+		tried = append(tried, target.id)
+		resp, err := g.forward(r, target, body)
+		if err != nil {
+			g.q.reg.release(target.id, r.Context().Err() == nil)
+			if r.Context().Err() != nil {
+				return nil // the client left; nobody to answer
+			}
+			g.q.log.Warn("worker unreachable, marked", "worker", target.id, "err", err)
+			lastErr = err
+			continue
+		}
+		failed := g.stream(w, resp, target.id)
+		resp.Body.Close()
+		g.q.reg.release(target.id, failed && r.Context().Err() == nil)
+		g.q.metrics.routed.WithLabelValues(m.Model, strconv.Itoa(resp.StatusCode)).Inc()
+		g.q.metrics.routeSeconds.WithLabelValues(m.Model).Observe(time.Since(start).Seconds())
+		return nil
+	}
+	g.q.metrics.routed.WithLabelValues(m.Model, "unreachable").Inc()
+	return fmt.Errorf("%w (%v)", wire.NewError(http.StatusBadGateway, wire.CodeNoWorkerOnline,
+		"no worker serving %q could be reached; it was marked and will be retried after its next heartbeat", m.Model), lastErr)
+}
+
+func routeCode(err error) string {
+	var apiErr *wire.APIError
+	if errors.As(err, &apiErr) {
+		return strconv.Itoa(apiErr.Status)
+	}
+	return "error"
+}
+
+// forward sends the request to the worker, bound to the client's context so a client
+// that leaves cancels generation.
+func (g *gateway) forward(r *http.Request, t routeTarget, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, t.url+r.URL.Path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if accept := r.Header.Get("Accept"); accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	switch {
+	case g.q.cfg.Token != "":
+		req.Header.Set("Authorization", wire.BearerPrefix+g.q.cfg.Token)
+	case r.Header.Get("Authorization") != "":
+		req.Header.Set("Authorization", r.Header.Get("Authorization"))
+	}
+	return g.client.Do(req)
+}
+
+var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Trailer", "Te"}
+
+// stream copies the worker's answer through, flushing each read so every SSE event
+// reaches the client as the worker sends it. It reports whether the worker failed
+// mid-answer.
+func (g *gateway) stream(w http.ResponseWriter, resp *http.Response, workerID string) (failed bool) {
+	h := w.Header()
+	for k, vs := range resp.Header {
+		if !slices.Contains(hopHeaders, k) {
+			h[k] = vs
+		}
+	}
+	h.Set(HeaderWorker, workerID)
+	w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+
+	bp := g.bufs.Get().(*[]byte)
+	defer g.bufs.Put(bp)
+	buf := *bp
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return false // the client left; the deferred close cancels upstream
+			}
+			if ferr := rc.Flush(); ferr != nil {
+				return false
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return false
+		}
+		if err != nil {
+			g.q.log.Warn("worker failed mid-answer", "worker", workerID, "err", err)
+			return true
+		}
+	}
+}
+
+// routeTarget is the worker a request goes to.
+type routeTarget struct {
+	id, url string
+}
+
+// pick chooses the least busy online worker serving model, skipping the excluded ids;
+// a worker the gateway recently failed to reach comes last. It counts the request as
+// in flight until release. 404 when nobody serves the model, 503 when none is online.
+func (r *registry) pick(model string, exclude []string) (routeTarget, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var best *record
+	bestLoad, known := 0, false
+	for _, rec := range r.workers {
+		if !servesModel(rec, model) {
+			continue
+		}
+		known = true
+		if rec.w.State != wire.StateOnline || rec.w.Status == wire.StatusLoading || slices.Contains(exclude, rec.w.WorkerID) {
+			continue
+		}
+		// The heartbeat's count includes requests this Queen routed; take the larger.
+		load := max(rec.inflight, rec.w.ActiveRequests)
+		if !rec.failedAt.IsZero() {
+			load += 1 << 20
+		}
+		if best == nil || load < bestLoad {
+			best, bestLoad = rec, load
+		}
+	}
+	switch {
+	case best != nil:
+		best.inflight++
+		return routeTarget{id: best.w.WorkerID, url: best.w.URL}, nil
+	case known:
+		return routeTarget{}, wire.NewError(http.StatusServiceUnavailable, wire.CodeNoWorkerOnline,
+			"no worker serving %q is online right now: wait for one to heartbeat, or spawn one", model)
+	default:
+		return routeTarget{}, wire.NewError(http.StatusNotFound, wire.CodeModelNotFound,
+			"no worker serves model %q: spawn one, or pick a model GET %s lists", model, wire.PathModels)
+	}
+}
+
+// release ends a routed request; failed marks the worker so the next request goes
+// elsewhere until it heartbeats again.
+func (r *registry) release(id string, failed bool) {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec, ok := r.workers[id]
+	if !ok {
+		return
+	}
+	if rec.inflight > 0 {
+		rec.inflight--
+	}
+	if failed {
+		rec.failedAt = now
+	}
+}
+
+func servesModel(rec *record, model string) bool {
+	return rec.w.Model == model || rec.w.Capabilities != nil && rec.w.Capabilities.Model == model
+}
+
+// onlineModels lists the distinct models online workers serve, sorted by name.
+func (r *registry) onlineModels() []wire.Model {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[string]wire.Model{}
+	for _, rec := range r.workers {
+		if rec.w.State != wire.StateOnline {
+			continue
+		}
+		m, ok := seen[rec.w.Model]
+		created := rec.w.RegisteredAt.Unix()
+		if !ok || created < m.Created {
+			seen[rec.w.Model] = wire.Model{ID: rec.w.Model, Object: "model", Created: created, OwnedBy: "beekeeper"}
+		}
+	}
+	out := make([]wire.Model, 0, len(seen))
+	for _, m := range seen {
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b wire.Model) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}

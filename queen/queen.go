@@ -1,0 +1,228 @@
+// Package queen owns the mini Queen: the in-memory registry of workers, their liveness,
+// the capabilities fetch, the Server-Sent Events feed and the OpenAI-compatible gateway.
+// The desktop app embeds it; `beekeeper queen` runs it headless.
+package queen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/beekeeper-hive/beekeeper/wire"
+)
+
+// Config configures a Queen. The zero value is usable: it listens on
+// wire.DefaultQueenAddr with the default heartbeat interval and no token.
+type Config struct {
+	// Addr is where Run listens (host:port). Default wire.DefaultQueenAddr.
+	Addr string
+	// AdvertiseURL is the URL handed to workers as queen_url. Empty: derived from the
+	// Host header the registering spawner used to reach this Queen.
+	AdvertiseURL string
+	// Token, when set, is required as "Authorization: Bearer <token>" on every endpoint
+	// but /health, and presented to workers on capabilities fetches and routed requests.
+	Token string
+	// HeartbeatInterval is the interval the Queen hands to workers. Default 5 s.
+	HeartbeatInterval time.Duration
+	// Retention is how long an offline worker stays listed before it is removed.
+	// Default 10 minutes.
+	Retention time.Duration
+	// SweepInterval is how often liveness is re-evaluated. Default a quarter of the
+	// heartbeat interval, capped at one second.
+	SweepInterval time.Duration
+	// Capabilities tunes the capabilities fetch; zero fields take defaults.
+	Capabilities FetchConfig
+	// Now is the clock; tests inject one. Default time.Now.
+	Now func() time.Time
+	// Logger receives background noise and the causes of 5xx answers. Default discards.
+	Logger *slog.Logger
+}
+
+// FetchConfig tunes the capabilities fetch that follows each registration.
+type FetchConfig struct {
+	Timeout     time.Duration // per attempt; default 2 s
+	Attempts    int           // default 5
+	Backoff     time.Duration // first retry delay, doubled each time; default 100 ms
+	Concurrency int           // fetches in flight at once; default 16
+}
+
+// Queen is one mini Queen. Create it with New, serve it with Run or Serve.
+type Queen struct {
+	cfg     Config
+	log     *slog.Logger
+	reg     *registry
+	metrics *metrics
+	caps    *fetcher
+	gateway *gateway
+	handler http.Handler
+
+	// base lives as long as the Queen: capabilities fetches and event streams end with it.
+	base   context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu  sync.Mutex
+	url string // set once listening
+}
+
+// New validates cfg and builds a Queen. Nothing runs until Run or Serve.
+func New(cfg Config) (*Queen, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = wire.DefaultQueenAddr
+	}
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = wire.DefaultHeartbeatInterval
+	}
+	if cfg.HeartbeatInterval < time.Millisecond {
+		return nil, fmt.Errorf("heartbeat interval %v is too short: use at least 1ms", cfg.HeartbeatInterval)
+	}
+	if cfg.Retention == 0 {
+		cfg.Retention = 10 * time.Minute
+	}
+	if cfg.Retention < 0 {
+		return nil, fmt.Errorf("retention %v is negative", cfg.Retention)
+	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = min(max(cfg.HeartbeatInterval/4, 10*time.Millisecond), time.Second)
+	}
+	if cfg.AdvertiseURL != "" {
+		u, err := parseQueenURL(cfg.AdvertiseURL)
+		if err != nil {
+			return nil, fmt.Errorf("advertise URL: %w", err)
+		}
+		cfg.AdvertiseURL = u
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	cfg.Capabilities = cfg.Capabilities.withDefaults()
+
+	q := &Queen{cfg: cfg, log: cfg.Logger}
+	q.base, q.cancel = context.WithCancel(context.Background())
+	q.metrics = newMetrics()
+	q.reg = newRegistry(cfg.Now, cfg.HeartbeatInterval, cfg.Retention)
+	q.metrics.registerStates(q.reg)
+	q.caps = newFetcher(q, cfg.Capabilities)
+	q.gateway = newGateway(q)
+	q.handler = q.routes()
+	return q, nil
+}
+
+// Handler serves the Queen's HTTP API. Liveness only advances while Run or Serve runs.
+func (q *Queen) Handler() http.Handler { return q.handler }
+
+// Run listens on Config.Addr and serves until ctx ends.
+func (q *Queen) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", q.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("queen: listen on %s: %w (is another Queen running? pick another --addr)", q.cfg.Addr, err)
+	}
+	return q.Serve(ctx, ln)
+}
+
+// Serve serves on ln and runs the liveness sweeper until ctx ends, then shuts down
+// gracefully: event streams and capabilities fetches stop, in-flight requests get a few
+// seconds. It closes ln. A Queen serves once.
+func (q *Queen) Serve(ctx context.Context, ln net.Listener) error {
+	q.mu.Lock()
+	if q.url == "" {
+		q.url = "http://" + ln.Addr().String()
+	}
+	q.mu.Unlock()
+
+	srv := &http.Server{
+		Handler:           q.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(q.log.Handler(), slog.LevelDebug),
+	}
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		q.sweepLoop(ctx)
+	}()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	}
+	q.cancel() // ends event streams, which Shutdown would otherwise wait for
+	q.reg.close()
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if shutErr := srv.Shutdown(shutCtx); shutErr != nil {
+		_ = srv.Close()
+	}
+	<-sweepDone
+	q.wg.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// Close stops background work (capabilities fetches, event streams) of a Queen that is
+// served by someone else's server through Handler. Serve does this itself.
+func (q *Queen) Close() {
+	q.cancel()
+	q.reg.close()
+	q.wg.Wait()
+}
+
+// URL is the Queen's own URL: the advertised one, else the address it listens on.
+func (q *Queen) URL() string {
+	if q.cfg.AdvertiseURL != "" {
+		return q.cfg.AdvertiseURL
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.url != "" {
+		return q.url
+	}
+	return "http://" + q.cfg.Addr
+}
+
+// HeartbeatInterval is the interval the Queen hands to workers.
+func (q *Queen) HeartbeatInterval() time.Duration { return q.cfg.HeartbeatInterval }
+
+// Workers lists every known worker, sorted by id.
+func (q *Queen) Workers() []wire.Worker { return q.reg.list() }
+
+// Worker returns one worker by id.
+func (q *Queen) Worker(id string) (wire.Worker, bool) { return q.reg.get(id) }
+
+// Subscribe returns the workers known now and a channel of every later change, for an
+// embedding app that wants the same feed as GET /v1/events without HTTP. The channel is
+// closed when cancel is called, when the Queen stops, or when the subscriber falls more
+// than a buffer behind (then re-subscribe: the snapshot catches up).
+func (q *Queen) Subscribe() (snapshot []wire.Worker, events <-chan wire.Event, cancel func()) {
+	return q.reg.subscribe()
+}
+
+// sweepLoop advances liveness on a ticker until ctx or the Queen ends.
+func (q *Queen) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(q.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-q.base.Done():
+			return
+		case <-t.C:
+			q.reg.sweep()
+		}
+	}
+}

@@ -1,0 +1,316 @@
+package queen
+
+import (
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/beekeeper-hive/beekeeper/wire"
+)
+
+// eventBuffer is how far a subscriber may fall behind before it is dropped: the registry
+// never waits for a slow reader.
+const eventBuffer = 256
+
+// record is the registry's view of one worker.
+type record struct {
+	w        wire.Worker
+	lastSeen time.Time // the last heartbeat, or the registration before any
+	queenURL string    // handed to the worker on the capabilities fetch
+
+	gen      uint64 // bumped by each registration; stale fetch results are dropped
+	fetching bool   // a capabilities fetch goroutine owns this record's fetch
+
+	inflight int       // requests the gateway routes to it right now
+	failedAt time.Time // the gateway failed to reach it; cleared by a heartbeat
+}
+
+// registry is one mutex-guarded map of workers plus the subscribers of its changes.
+type registry struct {
+	now       func() time.Time
+	interval  time.Duration
+	retention time.Duration
+
+	mu      sync.Mutex
+	workers map[string]*record
+	subs    map[*subscriber]struct{}
+	closed  bool
+	next    uint64 // round-robin tie breaker for routing
+	gens    uint64 // registration generations, unique across records
+}
+
+type subscriber struct {
+	ch chan wire.Event
+}
+
+func newRegistry(now func() time.Time, interval, retention time.Duration) *registry {
+	return &registry{
+		now:       now,
+		interval:  interval,
+		retention: retention,
+		workers:   make(map[string]*record),
+		subs:      make(map[*subscriber]struct{}),
+	}
+}
+
+func workerURL(host string, port int) string {
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+// registerResult tells the handler what happened.
+type registerResult struct {
+	worker wire.Worker
+	gen    uint64
+	fetch  bool // the caller must make sure a capabilities fetch runs
+}
+
+// register stores or updates a worker. An id held by another host:port that is still
+// alive (registered or online) is a conflict; a stale or offline holder is replaced.
+func (r *registry) register(req wire.RegisterRequest, queenURL string) (registerResult, error) {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec, ok := r.workers[req.WorkerID]
+	if ok && (rec.w.Hostname != req.Hostname || rec.w.Port != req.Port) {
+		if rec.w.State == wire.StateRegistered || rec.w.State == wire.StateOnline {
+			return registerResult{}, errConflict(req.WorkerID, rec.w.URL)
+		}
+		ok = false // a dead holder: replace it
+	}
+	if !ok {
+		rec = &record{w: wire.Worker{
+			WorkerID:     req.WorkerID,
+			State:        wire.StateRegistered,
+			RegisteredAt: now,
+		}}
+		r.workers[req.WorkerID] = rec
+	}
+	rec.w.Hostname = req.Hostname
+	rec.w.Port = req.Port
+	rec.w.URL = workerURL(req.Hostname, req.Port)
+	rec.w.WorkerType = req.WorkerType
+	rec.w.Model = req.Model
+	rec.w.SpawnedBy = req.SpawnedBy
+	rec.queenURL = queenURL
+	r.gens++
+	rec.gen = r.gens
+	event := wire.EventUpdated
+	if rec.w.State != wire.StateOnline {
+		// The spawner vouches for it again: back to registered until it heartbeats.
+		rec.w.State = wire.StateRegistered
+		rec.lastSeen = now
+		event = wire.EventRegistered
+	}
+	if !ok {
+		event = wire.EventRegistered
+	}
+	r.publish(event, rec, now)
+	res := registerResult{worker: rec.w, gen: rec.gen, fetch: !rec.fetching}
+	rec.fetching = true
+	return res, nil
+}
+
+// heartbeat marks a worker alive. It reports false for an unknown id.
+func (r *registry) heartbeat(hb wire.Heartbeat) bool {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec, ok := r.workers[hb.WorkerID]
+	if !ok {
+		return false
+	}
+	rec.lastSeen = now
+	rec.failedAt = time.Time{}
+	t := now
+	rec.w.LastHeartbeatAt = &t
+	rec.w.ActiveRequests = hb.ActiveRequests + hb.QueuedRequests
+	statusChanged := rec.w.Status != hb.Status
+	rec.w.Status = hb.Status
+	switch {
+	case rec.w.State != wire.StateOnline:
+		rec.w.State = wire.StateOnline
+		r.publish(wire.EventOnline, rec, now)
+	case statusChanged:
+		r.publish(wire.EventUpdated, rec, now)
+	}
+	return true
+}
+
+// remove deletes a worker at once (DELETE /v1/workers/{id}).
+func (r *registry) remove(id string) (wire.Worker, bool) {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec, ok := r.workers[id]
+	if !ok {
+		return wire.Worker{}, false
+	}
+	delete(r.workers, id)
+	r.publish(wire.EventRemoved, rec, now)
+	return rec.w, true
+}
+
+// fetchTarget is what a capabilities fetch needs to know.
+type fetchTarget struct {
+	id, url, queenURL string
+	gen               uint64
+}
+
+// target reads the current fetch target of a worker; false when it is gone.
+func (r *registry) target(id string) (fetchTarget, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec, ok := r.workers[id]
+	if !ok {
+		return fetchTarget{}, false
+	}
+	return fetchTarget{id: id, url: rec.w.URL, queenURL: rec.queenURL, gen: rec.gen}, true
+}
+
+// fetchDone stores a fetch's result (caps nil on failure) if the worker was not
+// re-registered meanwhile. It reports whether another fetch must run for a newer
+// registration; otherwise the record's fetch ownership ends.
+func (r *registry) fetchDone(t fetchTarget, caps *wire.Capabilities) (again bool) {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec, ok := r.workers[t.id]
+	if !ok {
+		return false
+	}
+	if rec.gen != t.gen {
+		return true
+	}
+	rec.fetching = false
+	if caps != nil {
+		rec.w.Capabilities = caps
+		r.publish(wire.EventUpdated, rec, now)
+	}
+	return false
+}
+
+// sweep moves silent workers along online -> stale -> offline -> removed.
+func (r *registry) sweep() {
+	now := r.now()
+	staleAfter := wire.StaleAfter * r.interval
+	offlineAfter := wire.OfflineAfter * r.interval
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, rec := range r.workers {
+		silent := now.Sub(rec.lastSeen)
+		switch {
+		case silent >= offlineAfter+r.retention:
+			delete(r.workers, id)
+			r.publish(wire.EventRemoved, rec, now)
+		case silent >= offlineAfter:
+			if rec.w.State != wire.StateOffline {
+				rec.w.State = wire.StateOffline
+				r.publish(wire.EventOffline, rec, now)
+			}
+		case silent >= staleAfter:
+			if rec.w.State == wire.StateOnline || rec.w.State == wire.StateRegistered {
+				rec.w.State = wire.StateStale
+				r.publish(wire.EventStale, rec, now)
+			}
+		}
+	}
+}
+
+func (r *registry) get(id string) (wire.Worker, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec, ok := r.workers[id]
+	if !ok {
+		return wire.Worker{}, false
+	}
+	return rec.w, true
+}
+
+func (r *registry) list() []wire.Worker {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.listLocked()
+}
+
+func (r *registry) listLocked() []wire.Worker {
+	out := make([]wire.Worker, 0, len(r.workers))
+	for _, rec := range r.workers {
+		out = append(out, rec.w)
+	}
+	slices.SortFunc(out, func(a, b wire.Worker) int {
+		switch {
+		case a.WorkerID < b.WorkerID:
+			return -1
+		case a.WorkerID > b.WorkerID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// countByState counts workers per state (for /metrics).
+func (r *registry) countByState() map[wire.WorkerState]int {
+	counts := map[wire.WorkerState]int{
+		wire.StateRegistered: 0, wire.StateOnline: 0, wire.StateStale: 0, wire.StateOffline: 0,
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rec := range r.workers {
+		counts[rec.w.State]++
+	}
+	return counts
+}
+
+// subscribe returns a snapshot and a channel of later events, taken atomically so no
+// change falls between the two.
+func (r *registry) subscribe() ([]wire.Worker, <-chan wire.Event, func()) {
+	s := &subscriber{ch: make(chan wire.Event, eventBuffer)}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	snap := r.listLocked()
+	if r.closed {
+		close(s.ch)
+		return snap, s.ch, func() {}
+	}
+	r.subs[s] = struct{}{}
+	cancel := func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if _, ok := r.subs[s]; ok {
+			delete(r.subs, s)
+			close(s.ch)
+		}
+	}
+	return snap, s.ch, cancel
+}
+
+// close ends every subscription; later ones get a closed channel.
+func (r *registry) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	for s := range r.subs {
+		delete(r.subs, s)
+		close(s.ch)
+	}
+}
+
+// publish fans an event out without blocking: a subscriber whose buffer is full is
+// dropped (its channel closed) rather than stalling the registry. Caller holds r.mu.
+func (r *registry) publish(typ string, rec *record, at time.Time) {
+	if len(r.subs) == 0 {
+		return
+	}
+	ev := wire.Event{Type: typ, Worker: rec.w, At: at}
+	for s := range r.subs {
+		select {
+		case s.ch <- ev:
+		default:
+			delete(r.subs, s)
+			close(s.ch)
+		}
+	}
+}
