@@ -1,4 +1,110 @@
 package cli
 
-// Placeholder until the gui command lands (owned by its package's author).
-func runGUI(args []string) int { return fail(1, "the gui command is not built yet") }
+import (
+	"flag"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"runtime/pprof"
+	"syscall"
+	"time"
+
+	"fyne.io/fyne/v2"
+	fyneapp "fyne.io/fyne/v2/app"
+
+	"github.com/beekeeper-hive/beekeeper/app"
+	"github.com/beekeeper-hive/beekeeper/assets"
+	"github.com/beekeeper-hive/beekeeper/ui"
+	"github.com/beekeeper-hive/beekeeper/wire"
+)
+
+// AppID is the desktop app's id (FyneApp.toml); Fyne keeps its preferences under it.
+const AppID = "io.github.beekeeper-hive.beekeeper"
+
+// runGUI runs the desktop app until its window closes, Quit is chosen, or SIGTERM/SIGINT
+// arrives; each ends it cleanly with exit 0. Workers keep running unless the "stop
+// workers on quit" setting is on.
+func runGUI(args []string) int {
+	fs := flag.NewFlagSet("gui", flag.ContinueOnError)
+	debugLog := fs.Bool("debug", false, "log debug lines too")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `FILE` (diagnostics)")
+	memProfile := fs.String("memprofile", "", "write a heap profile at exit to `FILE` (diagnostics)")
+	if err := fs.Parse(args); err != nil {
+		return wire.ExitBadArgs
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fail(wire.ExitBadArgs, "cpu profile: %v", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fail(1, "cpu profile: %v", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	level := slog.LevelInfo
+	if *debugLog {
+		level = slog.LevelDebug
+	}
+	ring := app.NewLogRing(2000)
+	logger := app.NewLogger(ring, os.Stderr, level)
+	slog.SetDefault(logger)
+
+	if os.Getenv("GOGC") == "" {
+		// An idle desktop app: a tighter heap goal costs little CPU and keeps the
+		// resident size down (font tables dominate the live heap).
+		debug.SetGCPercent(50)
+	}
+	a := fyneapp.NewWithID(AppID)
+	a.SetIcon(assets.Icon)
+	core, err := app.New(app.Config{Prefs: a.Preferences(), Log: ring, Logger: logger})
+	if err != nil {
+		return fail(1, "%v", err)
+	}
+	w := a.NewWindow("Beekeeper")
+	w.Resize(fyne.NewSize(1180, 720))
+	w.SetMaster()
+	u := ui.Create(a, w, core)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sig:
+			logger.Info("quitting on signal", "signal", s.String())
+			fyne.Do(a.Quit)
+		case <-done:
+		}
+	}()
+
+	// Start-up garbage (font parsing, first layout) is freed by then; hand the pages
+	// back to the OS so an idle app stays small.
+	trim := time.AfterFunc(3*time.Second, debug.FreeOSMemory)
+	w.ShowAndRun()
+	trim.Stop()
+	close(done)
+	signal.Stop(sig)
+	if *memProfile != "" {
+		writeHeapProfile(*memProfile, logger)
+	}
+	u.Close()
+	if err := core.Close(); err != nil {
+		logger.Warn("closing the hive", "err", err)
+	}
+	return 0
+}
+
+func writeHeapProfile(path string, logger *slog.Logger) {
+	f, err := os.Create(path)
+	if err != nil {
+		logger.Warn("heap profile", "err", err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		logger.Warn("heap profile", "err", err)
+	}
+}

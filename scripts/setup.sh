@@ -5,7 +5,7 @@
 set -euo pipefail
 
 BEEKEEPER_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-APT_PACKAGES=(gcc pkg-config libgl1-mesa-dev xorg-dev libxkbcommon-dev xvfb xauth iproute2 ca-certificates)
+APT_PACKAGES=(gcc pkg-config libgl1-mesa-dev xorg-dev libxkbcommon-dev xvfb xauth xdotool imagemagick iproute2 ca-certificates)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

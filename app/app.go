@@ -1,0 +1,435 @@
+// Package app owns the desktop app's core, free of widgets: it composes the hive (local
+// workers), the embedded mini Queen, the Queen mode and the settings, so the ui package
+// only draws and forwards clicks.
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"fyne.io/fyne/v2"
+
+	"github.com/beekeeper-hive/beekeeper/hive"
+	"github.com/beekeeper-hive/beekeeper/internal/dirs"
+	"github.com/beekeeper-hive/beekeeper/queen"
+	"github.com/beekeeper-hive/beekeeper/wire"
+)
+
+// Config is what New needs; zero values take the defaults named on each field.
+type Config struct {
+	Prefs        fyne.Preferences // where settings persist (the Fyne app's preferences)
+	StateDir     string           // the hive's registry and logs; default dirs.State()
+	WorkerBinary string           // the beekeeper binary run as `worker`; default this executable
+	Log          *LogRing         // the app's own log for the Logs screen; default a new one
+	Logger       *slog.Logger     // default: writes to Log only
+	// StatsInterval is the hive's sampling period (default 1s); tests shorten it.
+	StatsInterval time.Duration
+}
+
+// App is the desktop app's core. Safe for concurrent use.
+type App struct {
+	cfg  Config
+	log  *slog.Logger
+	ring *LogRing
+	hive *hive.Hive
+
+	switchMu sync.Mutex // one Queen switch at a time
+
+	mu       sync.Mutex
+	settings Settings
+	embedded *embeddedQueen // nil unless the embedded Queen runs
+	view     *QueenView     // follows the current Queen's event stream; nil when Queenless
+	queenErr string         // why the chosen Queen mode is not in effect
+	subs     map[chan struct{}]struct{}
+}
+
+type embeddedQueen struct {
+	q      *queen.Queen
+	url    string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// New loads the settings, opens the hive (re-adopting workers that outlived the last
+// run) and brings the saved Queen mode back.
+func New(cfg Config) (*App, error) {
+	if cfg.Prefs == nil {
+		return nil, errors.New("app: Config.Prefs is required (the Fyne app's Preferences())")
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = dirs.State()
+	}
+	if cfg.Log == nil {
+		cfg.Log = NewLogRing(2000)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = NewLogger(cfg.Log, nil, slog.LevelInfo)
+	}
+	a := &App{cfg: cfg, log: cfg.Logger, ring: cfg.Log, subs: map[chan struct{}]struct{}{}}
+	a.settings = LoadSettings(cfg.Prefs)
+	s := a.settings
+
+	h, err := hive.Open(hive.Options{
+		StateDir:           cfg.StateDir,
+		PortMin:            s.PortMin,
+		PortMax:            s.PortMax,
+		WorkerBinary:       cfg.WorkerBinary,
+		LlamaLib:           s.LlamaLib,
+		SpawnedBy:          wire.SpawnedByGUI,
+		StopWorkersOnClose: s.StopWorkersOnQuit,
+		StatsInterval:      cfg.StatsInterval,
+		Logger:             a.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open the local worker registry in %s: %w", cfg.StateDir, err)
+	}
+	a.hive = h
+	if s.QueenMode != QueenOff {
+		// A Queen that cannot start (address taken) must not stop the app: the Queen
+		// screen shows why, and the workers run Queenless meanwhile.
+		if err := a.SetQueen(context.Background(), s.QueenMode, a.queenTarget(s), a.queenToken(s)); err != nil {
+			a.log.Warn("saved Queen mode not restored", "mode", s.QueenMode, "err", err)
+		}
+	}
+	a.log.Info("beekeeper started", "state", cfg.StateDir, "workers", len(h.List()), "queen_mode", s.QueenMode)
+	return a, nil
+}
+
+// Hive is the local workers.
+func (a *App) Hive() *hive.Hive { return a.hive }
+
+// Log is the app's own log, for the Logs screen.
+func (a *App) Log() *LogRing { return a.ring }
+
+// Logger is the app's logger.
+func (a *App) Logger() *slog.Logger { return a.log }
+
+// Settings returns the current settings.
+func (a *App) Settings() Settings {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.settings
+}
+
+// SaveSettings validates and persists s. The Queen fields are kept as they are: the
+// Queen screen changes them through SetQueen. Port range and runtime folder take effect
+// for workers spawned after the next start of the app.
+func (a *App) SaveSettings(s Settings) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	cur := a.settings
+	s.QueenMode, s.EmbeddedAddr, s.EmbeddedToken = cur.QueenMode, cur.EmbeddedAddr, cur.EmbeddedToken
+	s.RemoteURL, s.RemoteToken, s.RecentModels = cur.RemoteURL, cur.RemoteToken, cur.RecentModels
+	a.settings = s
+	s.Save(a.cfg.Prefs)
+	a.mu.Unlock()
+	a.log.Info("settings saved")
+	a.changed()
+	return nil
+}
+
+// RememberModel puts path first in the recent models.
+func (a *App) RememberModel(path string) {
+	a.mu.Lock()
+	a.settings.RecentModels = withRecentModel(a.settings.RecentModels, path)
+	a.cfg.Prefs.SetStringList(keyRecentModels, a.settings.RecentModels)
+	a.mu.Unlock()
+}
+
+// QueenState is the Queen screen's picture.
+type QueenState struct {
+	Mode      QueenMode
+	URL       string // the Queen the hive talks to; "" when Queenless
+	Embedded  bool   // the embedded Queen is running
+	Connected bool   // the event stream is open
+	Error     string // why the mode is not in effect, or the stream's last error
+	Hive      hive.QueenStatus
+	Workers   []wire.Worker // the Queen's own view, all machines
+}
+
+// QueenState returns the current Queen picture.
+func (a *App) QueenState() QueenState {
+	a.mu.Lock()
+	st := QueenState{Mode: a.settings.QueenMode, Error: a.queenErr}
+	if a.embedded != nil {
+		st.Embedded = true
+	}
+	view := a.view
+	a.mu.Unlock()
+	if view != nil {
+		st.URL = view.url
+		st.Workers = view.Workers()
+		var streamErr string
+		st.Connected, streamErr = view.Connected()
+		if st.Error == "" {
+			st.Error = streamErr
+		}
+	}
+	st.Hive = a.hive.QueenStatus()
+	return st
+}
+
+// QueenError is a Queen mode that could not be put in effect, with the fix.
+type QueenError struct {
+	Mode QueenMode
+	Err  error
+	Fix  string
+}
+
+func (e *QueenError) Error() string {
+	return fmt.Sprintf("%s Queen: %v; %s", e.Mode, e.Err, e.Fix)
+}
+
+func (e *QueenError) Unwrap() error { return e.Err }
+
+// SetQueen switches the Queen mode: target is the embedded Queen's listen address or
+// the remote Queen's URL (ignored for QueenOff). Local workers are registered at the new
+// Queen by the hive's sync within a second. The choice is saved even when it fails, so
+// the Queen screen keeps what the user typed.
+func (a *App) SetQueen(ctx context.Context, mode QueenMode, target, token string) error {
+	a.switchMu.Lock()
+	defer a.switchMu.Unlock()
+	a.mu.Lock()
+	s := a.settings
+	s.QueenMode = mode
+	switch mode {
+	case QueenEmbedded:
+		s.EmbeddedAddr, s.EmbeddedToken = target, token
+	case QueenRemote:
+		s.RemoteURL, s.RemoteToken = target, token
+	}
+	a.settings = s
+	s.Save(a.cfg.Prefs)
+	old, oldView := a.embedded, a.view
+	a.embedded, a.view, a.queenErr = nil, nil, ""
+	a.mu.Unlock()
+
+	if oldView != nil {
+		oldView.Close()
+	}
+	// Switching away from the embedded Queen stops it; switching to it with another
+	// address restarts it. Point the hive away first so no sync hits a closing Queen.
+	if old != nil {
+		_ = a.hive.SetQueen("", "")
+		old.stop()
+	}
+
+	queenURL, err := a.startMode(ctx, s)
+	if err != nil {
+		a.mu.Lock()
+		a.queenErr = err.Error()
+		a.mu.Unlock()
+		_ = a.hive.SetQueen("", "")
+		a.changed()
+		return err
+	}
+	if err := a.hive.SetQueen(queenURL, token); err != nil {
+		a.mu.Lock()
+		a.queenErr = err.Error()
+		a.mu.Unlock()
+		a.changed()
+		return fmt.Errorf("point the workers at %s: %w", queenURL, err)
+	}
+	if queenURL != "" {
+		view := watchQueen(queenURL, token, a.log, a.changed)
+		a.mu.Lock()
+		a.view = view
+		a.mu.Unlock()
+	}
+	a.log.Info("queen mode set", "mode", mode, "url", queenURL)
+	a.changed()
+	return nil
+}
+
+// startMode puts mode in effect and returns the Queen URL for the hive.
+func (a *App) startMode(ctx context.Context, s Settings) (string, error) {
+	switch s.QueenMode {
+	case QueenOff:
+		return "", nil
+	case QueenRemote:
+		u, err := NormalizeQueenURL(s.RemoteURL)
+		if err != nil {
+			return "", &QueenError{Mode: QueenRemote, Err: err, Fix: "enter the Queen's URL, e.g. http://queen.local:7833"}
+		}
+		return u, nil
+	case QueenEmbedded:
+		e, err := startEmbedded(s.EmbeddedAddr, s.EmbeddedToken, s.HeartbeatInterval, a.log)
+		if err != nil {
+			return "", err
+		}
+		a.mu.Lock()
+		a.embedded = e
+		a.mu.Unlock()
+		return e.url, nil
+	}
+	return "", &QueenError{Mode: s.QueenMode, Err: errors.New("unknown mode"), Fix: "choose Off, Embedded or Remote"}
+}
+
+func startEmbedded(addr, token string, heartbeat time.Duration, log *slog.Logger) (*embeddedQueen, error) {
+	if addr == "" {
+		addr = wire.DefaultQueenAddr
+	}
+	q, err := queen.New(queen.Config{Addr: addr, Token: token, HeartbeatInterval: heartbeat, Logger: log.With("component", "queen")})
+	if err != nil {
+		return nil, &QueenError{Mode: QueenEmbedded, Err: err, Fix: "check the heartbeat interval in Settings"}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, &QueenError{Mode: QueenEmbedded, Err: err,
+			Fix: "the address is taken or invalid: stop the other Queen, or enter another address such as 127.0.0.1:7834"}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &embeddedQueen{q: q, url: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	go func() { e.done <- q.Serve(ctx, ln) }()
+	log.Info("embedded queen listening", "url", e.url)
+	return e, nil
+}
+
+func (e *embeddedQueen) stop() {
+	e.cancel()
+	<-e.done
+}
+
+// NormalizeQueenURL checks a Queen URL typed by a person and returns it without a
+// trailing slash; a bare host:port gets http://.
+func NormalizeQueenURL(raw string) (string, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return "", errors.New("no URL given")
+	}
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("not a URL: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("scheme %q: use http or https", u.Scheme)
+	}
+	if u.Host == "" {
+		return "", errors.New("the URL names no host")
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// TestQueen checks a Queen by URL and token: /health must answer, and the worker list
+// must accept the token. It returns the Queen's version.
+func TestQueen(ctx context.Context, rawURL, token string) (string, error) {
+	u, err := NormalizeQueenURL(rawURL)
+	if err != nil {
+		return "", &QueenError{Mode: QueenRemote, Err: err, Fix: "enter the Queen's URL, e.g. http://queen.local:7833"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var health wire.QueenHealth
+	if err := getJSON(ctx, u+wire.PathHealth, "", &health); err != nil {
+		return "", &QueenError{Mode: QueenRemote, Err: err, Fix: "check the URL, that the Queen runs, and that this machine can reach it"}
+	}
+	var list wire.WorkerList
+	if err := getJSON(ctx, u+wire.PathWorkers, token, &list); err != nil {
+		var apiErr *wire.APIError
+		if errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized {
+			return "", &QueenError{Mode: QueenRemote, Err: err, Fix: "the token is wrong: copy the Queen's --token"}
+		}
+		return "", &QueenError{Mode: QueenRemote, Err: err, Fix: "the Queen answers /health but not its worker list: check its version"}
+	}
+	return health.Version, nil
+}
+
+func getJSON(ctx context.Context, url, token string, into any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", wire.BearerPrefix+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return wire.DecodeError(resp.StatusCode, body)
+	}
+	return json.Unmarshal(body, into)
+}
+
+// Subscribe returns a channel that receives a value after the settings or the Queen
+// picture changed (coalesced), and a func that ends the subscription.
+func (a *App) Subscribe() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	a.mu.Lock()
+	a.subs[ch] = struct{}{}
+	a.mu.Unlock()
+	return ch, func() {
+		a.mu.Lock()
+		delete(a.subs, ch)
+		a.mu.Unlock()
+	}
+}
+
+func (a *App) changed() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for ch := range a.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Close stops the Queen watcher and the embedded Queen, and closes the hive; workers are
+// stopped only when the "stop workers on quit" setting is on (otherwise the next start
+// re-adopts them).
+func (a *App) Close() error {
+	a.switchMu.Lock()
+	defer a.switchMu.Unlock()
+	a.mu.Lock()
+	e, view, stop := a.embedded, a.view, a.settings.StopWorkersOnQuit
+	a.embedded, a.view = nil, nil
+	a.mu.Unlock()
+	if view != nil {
+		view.Close()
+	}
+	err := a.hive.Close(stop)
+	if e != nil {
+		e.stop()
+	}
+	a.log.Info("beekeeper closed", "stopped_workers", stop)
+	return err
+}
+
+// queenTarget is the saved address (embedded) or URL (remote) of s's Queen mode.
+func (a *App) queenTarget(s Settings) string {
+	if s.QueenMode == QueenRemote {
+		return s.RemoteURL
+	}
+	return s.EmbeddedAddr
+}
+
+// queenToken is the saved token of s's Queen mode.
+func (a *App) queenToken(s Settings) string {
+	if s.QueenMode == QueenRemote {
+		return s.RemoteToken
+	}
+	return s.EmbeddedToken
+}

@@ -1,0 +1,162 @@
+package app
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"fyne.io/fyne/v2"
+
+	"github.com/beekeeper-hive/beekeeper/internal/dirs"
+	"github.com/beekeeper-hive/beekeeper/wire"
+)
+
+// QueenMode is where the app's workers are registered.
+type QueenMode string
+
+// The Queen modes of the Queen screen.
+const (
+	QueenOff      QueenMode = "off"      // Queenless: workers run, nobody routes
+	QueenEmbedded QueenMode = "embedded" // the mini Queen inside this app (dev mode)
+	QueenRemote   QueenMode = "remote"   // a Queen elsewhere, by URL
+)
+
+// Settings are the user's choices, persisted with Fyne preferences.
+type Settings struct {
+	ModelsFolder      string
+	PortMin, PortMax  int
+	LlamaLib          string // "" = the installed runtime (or $BEEKEEPER_LLAMA_LIB)
+	StopWorkersOnQuit bool   // default off: workers outlive the app and are re-adopted
+	HeartbeatInterval time.Duration
+
+	QueenMode     QueenMode
+	EmbeddedAddr  string
+	EmbeddedToken string
+	RemoteURL     string
+	RemoteToken   string
+
+	RecentModels []string // newest first
+}
+
+// maxRecentModels bounds the spawn dialog's recent list.
+const maxRecentModels = 8
+
+// Preference keys.
+const (
+	keyModelsFolder  = "models_folder"
+	keyPortMin       = "port_min"
+	keyPortMax       = "port_max"
+	keyLlamaLib      = "llama_lib"
+	keyStopOnQuit    = "stop_workers_on_quit"
+	keyHeartbeatMS   = "queen_heartbeat_ms"
+	keyQueenMode     = "queen_mode"
+	keyEmbeddedAddr  = "queen_embedded_addr"
+	keyEmbeddedToken = "queen_embedded_token"
+	keyRemoteURL     = "queen_remote_url"
+	keyRemoteToken   = "queen_remote_token"
+	keyRecentModels  = "recent_models"
+)
+
+// DefaultSettings are the settings of a first start.
+func DefaultSettings() Settings {
+	return Settings{
+		ModelsFolder:      dirs.Models(),
+		PortMin:           wire.DefaultPortMin,
+		PortMax:           wire.DefaultPortMax,
+		HeartbeatInterval: wire.DefaultHeartbeatInterval,
+		QueenMode:         QueenOff,
+		EmbeddedAddr:      wire.DefaultQueenAddr,
+	}
+}
+
+// LoadSettings reads the settings from p, defaults filling what was never saved.
+func LoadSettings(p fyne.Preferences) Settings {
+	d := DefaultSettings()
+	s := Settings{
+		ModelsFolder:      p.StringWithFallback(keyModelsFolder, d.ModelsFolder),
+		PortMin:           p.IntWithFallback(keyPortMin, d.PortMin),
+		PortMax:           p.IntWithFallback(keyPortMax, d.PortMax),
+		LlamaLib:          p.String(keyLlamaLib),
+		StopWorkersOnQuit: p.Bool(keyStopOnQuit),
+		HeartbeatInterval: time.Duration(p.IntWithFallback(keyHeartbeatMS, int(d.HeartbeatInterval/time.Millisecond))) * time.Millisecond,
+		QueenMode:         QueenMode(p.StringWithFallback(keyQueenMode, string(d.QueenMode))),
+		EmbeddedAddr:      p.StringWithFallback(keyEmbeddedAddr, d.EmbeddedAddr),
+		EmbeddedToken:     p.String(keyEmbeddedToken),
+		RemoteURL:         p.String(keyRemoteURL),
+		RemoteToken:       p.String(keyRemoteToken),
+		RecentModels:      p.StringList(keyRecentModels),
+	}
+	if s.Validate() != nil {
+		// A hand-edited or older preferences file must not stop the app: keep what is
+		// valid and reset the rest.
+		if s.PortMin < 1 || s.PortMax > 65535 || s.PortMin > s.PortMax {
+			s.PortMin, s.PortMax = d.PortMin, d.PortMax
+		}
+		if s.HeartbeatInterval < 100*time.Millisecond {
+			s.HeartbeatInterval = d.HeartbeatInterval
+		}
+		switch s.QueenMode {
+		case QueenOff, QueenEmbedded, QueenRemote:
+		default:
+			s.QueenMode = QueenOff
+		}
+	}
+	return s
+}
+
+// SettingsError names the field that is wrong and what it must be.
+type SettingsError struct {
+	Field, Problem string
+}
+
+func (e *SettingsError) Error() string { return fmt.Sprintf("setting %s: %s", e.Field, e.Problem) }
+
+// Validate checks the settings, naming the field and the fix.
+func (s Settings) Validate() error {
+	switch {
+	case s.PortMin < 1 || s.PortMin > 65535:
+		return &SettingsError{"port range", "the first port must be between 1 and 65535"}
+	case s.PortMax < 1 || s.PortMax > 65535:
+		return &SettingsError{"port range", "the last port must be between 1 and 65535"}
+	case s.PortMin > s.PortMax:
+		return &SettingsError{"port range", "the first port must not be above the last"}
+	case s.HeartbeatInterval < 100*time.Millisecond || s.HeartbeatInterval > 10*time.Minute:
+		return &SettingsError{"heartbeat interval", "must be between 100ms and 10m, e.g. 5s"}
+	case s.ModelsFolder != "" && !filepath.IsAbs(s.ModelsFolder):
+		return &SettingsError{"models folder", "must be an absolute path"}
+	case s.LlamaLib != "" && !filepath.IsAbs(s.LlamaLib):
+		return &SettingsError{"llama.cpp runtime folder", "must be an absolute path, or empty for the installed runtime"}
+	}
+	switch s.QueenMode {
+	case QueenOff, QueenEmbedded, QueenRemote:
+	default:
+		return &SettingsError{"Queen mode", "must be off, embedded or remote"}
+	}
+	return nil
+}
+
+// Save writes the settings to p.
+func (s Settings) Save(p fyne.Preferences) {
+	p.SetString(keyModelsFolder, s.ModelsFolder)
+	p.SetInt(keyPortMin, s.PortMin)
+	p.SetInt(keyPortMax, s.PortMax)
+	p.SetString(keyLlamaLib, s.LlamaLib)
+	p.SetBool(keyStopOnQuit, s.StopWorkersOnQuit)
+	p.SetInt(keyHeartbeatMS, int(s.HeartbeatInterval/time.Millisecond))
+	p.SetString(keyQueenMode, string(s.QueenMode))
+	p.SetString(keyEmbeddedAddr, s.EmbeddedAddr)
+	p.SetString(keyEmbeddedToken, s.EmbeddedToken)
+	p.SetString(keyRemoteURL, s.RemoteURL)
+	p.SetString(keyRemoteToken, s.RemoteToken)
+	p.SetStringList(keyRecentModels, s.RecentModels)
+}
+
+// withRecentModel puts path first in the recent list, without duplicates.
+func withRecentModel(recent []string, path string) []string {
+	out := append([]string{path}, slices.DeleteFunc(slices.Clone(recent), func(p string) bool { return p == path })...)
+	if len(out) > maxRecentModels {
+		out = out[:maxRecentModels]
+	}
+	return out
+}

@@ -1,0 +1,355 @@
+package ui
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/beekeeper-hive/beekeeper/chat"
+	"github.com/beekeeper-hive/beekeeper/internal/testenv"
+	"github.com/beekeeper-hive/beekeeper/wire"
+)
+
+// screenUI is a bare UI for one screen on the test driver: no hive, no Queen. The
+// screens' hops (u.do) and the test's widget pokes share one lock, the "UI thread".
+type screenUI struct {
+	*UI
+	mu sync.Mutex
+}
+
+func newScreenUI(t testing.TB) *screenUI {
+	t.Helper()
+	t.Setenv("BEEKEEPER_HOME", t.TempDir())
+	a := test.NewTempApp(t)
+	w := a.NewWindow("Beekeeper")
+	w.Resize(fyne.NewSize(1100, 700))
+	su := &screenUI{}
+	su.UI = &UI{app: a, win: w}
+	su.do = func(f func()) {
+		su.mu.Lock()
+		defer su.mu.Unlock()
+		f()
+	}
+	su.ctx, su.cancel = context.WithCancel(context.Background())
+	t.Cleanup(su.Close)
+	return su
+}
+
+func (su *screenUI) onUI(f func()) { su.do(f) }
+
+// waitUntil polls cond on the UI thread until it holds or the deadline passes.
+func (su *screenUI) waitUntil(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var ok bool
+		su.onUI(func() { ok = cond() })
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// startWorkerProcess runs a real `beekeeper worker` on the test model until the test ends.
+func startWorkerProcess(t testing.TB) (chat.Target, *exec.Cmd) {
+	t.Helper()
+	port := testenv.FreePort(t)
+	cmd := exec.Command(testenv.Binary(t), "worker", "--model", testenv.Model(t), "--port", fmt.Sprint(port))
+	logf, err := os.Create(filepath.Join(t.TempDir(), "worker.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		logf.Close()
+	})
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if resp, err := http.Get(base + wire.PathHealth); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case <-exited:
+			b, _ := os.ReadFile(logf.Name())
+			t.Fatalf("worker exited before ready:\n%s", b)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("worker not ready within 30s")
+		}
+	}
+	return chat.Target{Kind: chat.TargetWorker, BaseURL: base, Model: wire.ModelName(testenv.Model(t)),
+		WorkerID: wire.WorkerID("llm", "127.0.0.1", port), ModelPath: testenv.Model(t)}, cmd
+}
+
+func newTestChatView(t *testing.T, su *screenUI, store *chat.Store, targets ...chat.Target) *chatView {
+	t.Helper()
+	var v *chatView
+	su.onUI(func() {
+		v = newChatView(su.UI, chatDeps{store: store, client: chat.NewClient(nil),
+			targets: func() []chat.Target { return targets }})
+		su.win.SetContent(v)
+	})
+	return v
+}
+
+func lastView(v *chatView) *messageView { return v.views[len(v.views)-1] }
+
+func TestChatStreamsStopsAndReopens(t *testing.T) {
+	target, _ := startWorkerProcess(t)
+	su := newScreenUI(t)
+	store, err := chat.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := newTestChatView(t, su, store, target)
+
+	su.onUI(func() { v.useWorker(target.WorkerID) })
+	su.waitUntil(t, "the worker shown as reachable", 10*time.Second, func() bool {
+		return strings.Contains(v.targetSel.Selected, "reachable") && !strings.Contains(v.targetSel.Selected, "unreachable")
+	})
+
+	// 1. No token limit: the worker would write for seconds. See text stream in, then Stop.
+	su.onUI(func() {
+		v.temp.SetText("0")
+		v.maxTokens.SetText("0")
+		test.Type(v.input, "Once upon a time")
+		test.Tap(v.send)
+	})
+	su.waitUntil(t, "streamed text on screen while the answer is live", 10*time.Second, func() bool {
+		return len(v.views) == 2 && v.cancel != nil && len(lastView(v).text) > 20 && v.stop.Visible()
+	})
+	stopAt := time.Now()
+	su.onUI(func() { test.Tap(v.stop) })
+	su.waitUntil(t, "the stream to end after Stop", 2*time.Second, func() bool { return v.cancel == nil })
+	if took := time.Since(stopAt); took > time.Second {
+		t.Fatalf("Stop took %s", took)
+	}
+	var stopped chat.Message
+	su.onUI(func() { stopped = v.conv.Messages[1] })
+	if !stopped.Stopped || stopped.Content == "" || stopped.Error != "" {
+		t.Fatalf("stopped answer recorded as %+v", stopped)
+	}
+
+	// 2. The worker is free at once: the next answer (8 tokens) comes promptly.
+	nextAt := time.Now()
+	su.onUI(func() {
+		v.maxTokens.SetText("8")
+		test.Type(v.input, "Lily went to the park")
+		test.Tap(v.send)
+	})
+	su.waitUntil(t, "the next answer after Stop", 5*time.Second, func() bool { return len(v.views) == 4 && v.cancel == nil })
+	if took := time.Since(nextAt); took > 3*time.Second {
+		t.Fatalf("the answer after Stop took %s: the stopped stream kept the worker busy", took)
+	}
+	var second chat.Message
+	var metrics string
+	su.onUI(func() {
+		second = v.conv.Messages[3]
+		metrics = lastView(v).metrics.Text
+	})
+	if second.Error != "" || second.Metrics == nil || second.Metrics.CompletionTokens != 8 || !strings.Contains(metrics, "tok/s") {
+		t.Fatalf("second answer %+v, metrics line %q", second, metrics)
+	}
+
+	// 3. Reopen: a fresh screen on the same store (an app restart) lists and opens it.
+	var id string
+	su.onUI(func() { id = v.conv.ID })
+	v2 := newTestChatView(t, su, store, target)
+	su.onUI(func() {
+		if len(v2.summaries) != 1 || v2.summaries[0].ID != id || v2.summaries[0].Title != "Once upon a time" {
+			t.Fatalf("saved chats %+v", v2.summaries)
+		}
+		v2.list.Select(0)
+	})
+	su.waitUntil(t, "the saved chat reopened", 5*time.Second, func() bool {
+		return v2.conv.ID == id && len(v2.views) == 4
+	})
+	su.onUI(func() {
+		if got := v2.views[3].text; got != second.Content {
+			t.Fatalf("reopened answer %q, want %q", got, second.Content)
+		}
+		if !strings.Contains(v2.views[1].metrics.Text, "stopped") {
+			t.Fatalf("reopened stopped answer shows %q", v2.views[1].metrics.Text)
+		}
+	})
+}
+
+func TestChatWorkerGoneOffersRespawn(t *testing.T) {
+	target, cmd := startWorkerProcess(t)
+	su := newScreenUI(t)
+	store, _ := chat.OpenStore(t.TempDir())
+	v := newTestChatView(t, su, store, target)
+	su.onUI(func() { v.useWorker(target.WorkerID) })
+	su.waitUntil(t, "a target", 5*time.Second, func() bool { return v.currentIndex() >= 0 })
+
+	_ = cmd.Process.Kill() // the worker dies under the user
+	su.waitUntil(t, "the worker's port to close", 5*time.Second, func() bool {
+		resp, err := http.Get(target.BaseURL + wire.PathHealth)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err != nil
+	})
+	su.onUI(func() {
+		test.Type(v.input, "Once upon a time")
+		test.Tap(v.send)
+	})
+	su.waitUntil(t, "the inline error", 5*time.Second, func() bool { return len(v.views) == 2 && v.cancel == nil })
+	su.onUI(func() {
+		mv := lastView(v)
+		if !mv.errText.Visible() || !strings.Contains(mv.errText.Text, "gone") {
+			t.Fatalf("error line %q (visible %v)", mv.errText.Text, mv.errText.Visible())
+		}
+		if !mv.action.Visible() || mv.action.Text != "Respawn "+target.Model {
+			t.Fatalf("action %q (visible %v), want a respawn offer", mv.action.Text, mv.action.Visible())
+		}
+		if v.conv.Messages[1].ErrorKind != chat.ErrWorkerGone {
+			t.Fatalf("error kind %q", v.conv.Messages[1].ErrorKind)
+		}
+	})
+}
+
+func TestChatRendersMarkdown(t *testing.T) {
+	su := newScreenUI(t)
+	store, _ := chat.OpenStore(t.TempDir())
+	v := newTestChatView(t, su, store)
+	su.onUI(func() {
+		v.conv.Messages = append(v.conv.Messages, chat.Message{Role: "assistant",
+			Content: "Some *emphasis*.\n\n- one\n- two\n\n```\ncode()\n```\n"})
+		mv := v.addView(0)
+		var list, code, italic bool
+		for _, s := range mv.body.Segments {
+			switch s := s.(type) {
+			case *widget.ListSegment:
+				list = len(s.Items) == 2
+			case *widget.TextSegment:
+				if s.Style.TextStyle.Monospace && strings.Contains(s.Text, "code()") {
+					code = true
+				}
+				if s.Style.TextStyle.Italic && s.Text == "emphasis" {
+					italic = true
+				}
+			}
+		}
+		if !list || !code || !italic {
+			t.Fatalf("markdown segments list=%v code=%v italic=%v: %#v", list, code, italic, mv.body.Segments)
+		}
+	})
+}
+
+// BenchmarkChatViewStream feeds a stream recorded from a real worker through the chat
+// view's throttled renderer at 2,000 tokens/s and reports how long each token waits
+// before it is on screen (p50, p95) and the CPU the process spends (cores).
+func BenchmarkChatViewStream(b *testing.B) {
+	target, _ := startWorkerProcess(b)
+	var pieces []string
+	_, err := chat.NewClient(nil).Stream(context.Background(), target,
+		[]wire.ChatMessage{{Role: "user", Content: "Once upon a time"}},
+		chat.Params{Temperature: 0, TopP: 1, MaxTokens: 1900}, func(s string) { pieces = append(pieces, s) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The tiny model ends its story after ~750 tokens; three copies make a long answer,
+	// so the cost of re-rendering a growing text is in the figure.
+	pieces = append(append(pieces, pieces...), pieces...)
+	const rate = 2000 // tokens per second
+	su := newScreenUI(b)
+	store, _ := chat.OpenStore(b.TempDir())
+	var v *chatView
+	su.onUI(func() {
+		v = newChatView(su.UI, chatDeps{store: store, client: chat.NewClient(nil), targets: func() []chat.Target { return nil }})
+		su.win.SetContent(v)
+	})
+
+	var lat []time.Duration
+	var paints int
+	var cpu, wall time.Duration
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		var mv *messageView
+		su.onUI(func() {
+			v.conv.Messages = append(v.conv.Messages, chat.Message{Role: "assistant"})
+			mv = v.addView(len(v.conv.Messages) - 1)
+		})
+		arrival := make([]time.Time, len(pieces))
+		ends := make([]int, len(pieces)) // text length once piece i is in
+		total := 0
+		for i, p := range pieces {
+			total += len(p)
+			ends[i] = total
+		}
+		next := 0 // first piece not yet on screen; UI thread only
+		r := newStreamRenderer(chat.DefaultRepaintInterval, su.do, func(text string) {
+			mv.setMarkdown(text)
+			v.scroll.ScrollToBottom()
+			now := time.Now()
+			paints++
+			for next < len(pieces) && ends[next] <= len(text) {
+				lat = append(lat, now.Sub(arrival[next]))
+				next++
+			}
+		})
+		cpu0, start := cpuTime(), time.Now()
+		for i, p := range pieces {
+			if d := time.Until(start.Add(time.Duration(i) * time.Second / rate)); d > 0 {
+				time.Sleep(d) // pacing the replay at the stream's rate
+			}
+			arrival[i] = time.Now()
+			r.Add(p)
+		}
+		r.Close()
+		cpu += cpuTime() - cpu0
+		wall += time.Since(start)
+	}
+	b.StopTimer()
+	slicesSortDurations(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*95/100].Microseconds())/1000, "p95-ms")
+	b.ReportMetric(cpu.Seconds()/wall.Seconds(), "cpu-cores")
+	b.ReportMetric(float64(paints)/wall.Seconds(), "paints/s")
+	b.ReportMetric(float64(len(pieces)*b.N)/wall.Seconds(), "tok/s")
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func slicesSortDurations(d []time.Duration) {
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+}

@@ -1,0 +1,367 @@
+package ui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/dialog"
+	"fyne.io/fyne/v2/storage"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+	gguf "github.com/gpustack/gguf-parser-go"
+
+	"github.com/beekeeper-hive/beekeeper/hive"
+	"github.com/beekeeper-hive/beekeeper/internal/dirs"
+	"github.com/beekeeper-hive/beekeeper/models"
+)
+
+// modelsTab builds the Models screen on the models folder of the settings.
+func (u *UI) modelsTab() fyne.CanvasObject {
+	folder := dirs.Models()
+	if u.core != nil && u.core.Settings().ModelsFolder != "" {
+		folder = u.core.Settings().ModelsFolder
+	}
+	lib, err := models.OpenLibrary(folder, filepath.Join(dirs.Data(), "models.json"))
+	if err != nil {
+		return widget.NewLabel("The models folder cannot be used: " + err.Error())
+	}
+	v := newModelsView(u, lib, models.NewDownloader(folder, nil), u.modelInUse)
+	v.restorePending()
+	return v
+}
+
+// modelInUse reports whether a live local worker serves the model at path.
+func (u *UI) modelInUse(path string) bool {
+	if u.hive == nil {
+		return false
+	}
+	for _, e := range u.hive.List() {
+		if e.State == hive.StateExited || e.State == hive.StateCrashed {
+			continue
+		}
+		if a, err := filepath.Abs(e.ModelPath); err == nil && a == path {
+			return true
+		}
+	}
+	return false
+}
+
+// Columns of the models list.
+var modelCols = []string{"Model", "Architecture", "Parameters", "Quantization", "Context", "File size", "Chat template", "Memory (est.)"}
+
+// modelsView is the Models screen; its fields are touched on the UI thread only.
+type modelsView struct {
+	widget.BaseWidget
+	u     *UI
+	lib   *models.Library
+	dl    *models.Downloader
+	inUse func(path string) bool
+
+	infos     []models.Info
+	list      *widget.List
+	folder    *widget.Label
+	url, sum  *widget.Entry
+	downloads *fyne.Container
+	rows      map[string]*downloadRow
+	content   fyne.CanvasObject
+}
+
+func newModelsView(u *UI, lib *models.Library, dl *models.Downloader, inUse func(string) bool) *modelsView {
+	v := &modelsView{u: u, lib: lib, dl: dl, inUse: inUse, rows: map[string]*downloadRow{}}
+	v.ExtendBaseWidget(v)
+
+	v.folder = widget.NewLabel("Models folder: " + lib.Dir())
+	v.folder.Importance = widget.LowImportance
+	add := widget.NewButtonWithIcon("Add file…", theme.FolderOpenIcon(), func() { v.chooseFile() })
+	refresh := widget.NewButtonWithIcon("Refresh", theme.ViewRefreshIcon(), func() { v.reload() })
+
+	v.url = widget.NewEntry()
+	v.url.SetPlaceHolder("https://huggingface.co/ORG/REPO/resolve/main/FILE.gguf")
+	v.sum = widget.NewEntry()
+	v.sum.SetPlaceHolder("sha256 (optional)")
+	get := widget.NewButtonWithIcon("Download", theme.DownloadIcon(), func() { v.startDownload() })
+	get.Importance = widget.HighImportance
+	dlBar := container.NewBorder(nil, nil, widget.NewLabel("Download from URL"), get,
+		container.NewGridWithColumns(2, v.url, v.sum))
+	v.downloads = container.NewVBox()
+
+	header := container.NewGridWithColumns(len(modelCols))
+	for _, c := range modelCols {
+		header.Add(widget.NewLabelWithStyle(c, fyne.TextAlignLeading, fyne.TextStyle{Bold: true}))
+	}
+	v.list = widget.NewList(func() int { return len(v.infos) }, v.createRow, v.updateRow)
+	v.list.OnSelected = func(widget.ListItemID) { v.list.UnselectAll() }
+
+	top := container.NewVBox(container.NewHBox(add, refresh, v.folder), dlBar, v.downloads,
+		container.NewBorder(nil, nil, nil, widget.NewLabel("                                "), header))
+	v.content = container.NewBorder(top, nil, nil, nil, v.list)
+	v.reload()
+	return v
+}
+
+// CreateRenderer draws the screen.
+func (v *modelsView) CreateRenderer() fyne.WidgetRenderer { return widget.NewSimpleRenderer(v.content) }
+
+// reload reads the library (metadata is cached per file, so this is cheap) off the UI
+// thread and shows it.
+func (v *modelsView) reload() {
+	v.u.goBackground(func(context.Context) {
+		infos := v.lib.List()
+		v.u.do(func() {
+			v.infos = infos
+			v.list.Refresh()
+		})
+	})
+}
+
+// modelRow is one line of the models list.
+type modelRow struct {
+	widget.BaseWidget
+	cells        []*widget.Label
+	reason       *widget.Label
+	spawn, trash *widget.Button
+	content      fyne.CanvasObject
+}
+
+// CreateRenderer draws the row.
+func (r *modelRow) CreateRenderer() fyne.WidgetRenderer { return widget.NewSimpleRenderer(r.content) }
+
+func (v *modelsView) createRow() fyne.CanvasObject {
+	r := &modelRow{reason: widget.NewLabel("")}
+	grid := container.NewGridWithColumns(len(modelCols))
+	for range modelCols {
+		l := widget.NewLabel("")
+		l.Truncation = fyne.TextTruncateEllipsis
+		r.cells = append(r.cells, l)
+		grid.Add(l)
+	}
+	r.reason.Importance = widget.DangerImportance
+	r.reason.Truncation = fyne.TextTruncateEllipsis
+	r.spawn = widget.NewButtonWithIcon("Spawn", theme.MediaPlayIcon(), nil)
+	r.trash = widget.NewButtonWithIcon("", theme.DeleteIcon(), nil)
+	body := container.NewStack(grid, r.reason)
+	r.content = container.NewBorder(nil, nil, nil, container.NewHBox(r.spawn, r.trash), body)
+	r.ExtendBaseWidget(r)
+	return r
+}
+
+func (v *modelsView) updateRow(i widget.ListItemID, o fyne.CanvasObject) {
+	r, ok := o.(*modelRow)
+	if !ok || i >= len(v.infos) {
+		return
+	}
+	info := v.infos[i]
+	for j, text := range modelCells(info) {
+		r.cells[j].SetText(text)
+	}
+	if info.Err != nil {
+		for _, l := range r.cells[1:] {
+			l.Hide()
+		}
+		r.reason.SetText("        " + info.Name + " — unreadable: " + info.Err.Error())
+		r.reason.Show()
+		r.cells[0].Hide()
+		r.spawn.Disable()
+	} else {
+		for _, l := range r.cells {
+			l.Show()
+		}
+		r.reason.Hide()
+		r.spawn.Enable()
+	}
+	path := info.Path
+	r.spawn.OnTapped = func() { v.u.openSpawnDialog(path) }
+	r.trash.OnTapped = func() { v.confirmDelete(path) }
+}
+
+// modelCells is one row of the table as text.
+func modelCells(info models.Info) []string {
+	yesNo := "no (plain prompt)"
+	if info.HasChatTemplate {
+		yesNo = "yes"
+	}
+	mem := "?"
+	if info.MemoryEstimate > 0 {
+		mem = fmt.Sprintf("%s @ %d ctx", gguf.GGUFBytesScalar(info.MemoryEstimate), info.MemoryContext)
+	}
+	return []string{info.Name, info.Architecture, info.ParametersText, info.Quantization,
+		fmt.Sprint(info.ContextLength), gguf.GGUFBytesScalar(info.FileSize).String(), yesNo, mem}
+}
+
+func (v *modelsView) chooseFile() {
+	d := dialog.NewFileOpen(func(rc fyne.URIReadCloser, err error) {
+		if err != nil {
+			v.u.showError(err)
+			return
+		}
+		if rc == nil {
+			return
+		}
+		path := rc.URI().Path()
+		rc.Close()
+		if err := v.lib.Add(path); err != nil {
+			v.u.showError(err)
+			return
+		}
+		v.reload()
+	}, v.u.win)
+	d.SetFilter(storage.NewExtensionFileFilter([]string{".gguf", ".GGUF"}))
+	v.u.showDialog(d)
+}
+
+func (v *modelsView) confirmDelete(path string) {
+	if v.inUse != nil && v.inUse(path) {
+		v.u.showError(fmt.Errorf("delete %s: %w: stop the worker that serves it first", filepath.Base(path), models.ErrInUse))
+		return
+	}
+	msg := fmt.Sprintf("Delete %s from disk?", path)
+	if filepath.Dir(path) != filepath.Clean(v.lib.Dir()) {
+		msg = fmt.Sprintf("Remove %s from the library? The file stays where it is.", path)
+	}
+	d := dialog.NewConfirm("Delete model", msg, func(ok bool) {
+		if !ok {
+			return
+		}
+		if _, err := v.lib.Delete(path, v.inUse); err != nil {
+			v.u.showError(err)
+		}
+		v.reload()
+	}, v.u.win)
+	v.u.showDialog(d)
+}
+
+// startDownload starts the URL box's download.
+func (v *modelsView) startDownload() {
+	req := models.Request{URL: strings.TrimSpace(v.url.Text), SHA256: strings.TrimSpace(v.sum.Text)}
+	d, err := v.dl.Start(req, v.progressFunc())
+	if err != nil {
+		v.u.showError(err)
+		return
+	}
+	v.url.SetText("")
+	v.sum.SetText("")
+	v.addDownload(d)
+}
+
+// restorePending shows the partial downloads left by the last run, paused.
+func (v *modelsView) restorePending() {
+	pending, err := v.dl.Pending(v.progressFunc())
+	if err != nil {
+		v.u.showError(err)
+		return
+	}
+	for _, d := range pending {
+		v.addDownload(d)
+	}
+}
+
+// progressFunc hops each progress report onto the UI thread.
+func (v *modelsView) progressFunc() func(models.Progress) {
+	return func(p models.Progress) {
+		v.u.do(func() {
+			if r := v.rows[p.Name]; r != nil {
+				r.show(p)
+			}
+			if p.State == models.Done {
+				v.reload()
+			}
+		})
+	}
+}
+
+func (v *modelsView) addDownload(d *models.Download) {
+	if old := v.rows[d.Name()]; old != nil {
+		v.downloads.Remove(old.box)
+	}
+	r := newDownloadRow(v, d)
+	v.rows[d.Name()] = r
+	v.downloads.Add(r.box)
+	r.show(d.Progress())
+}
+
+// downloadRow is one download: name, bar, figures, pause/resume, cancel.
+type downloadRow struct {
+	box           *fyne.Container
+	bar           *widget.ProgressBar
+	figures       *widget.Label
+	pause, resume *widget.Button
+	cancel, close *widget.Button
+}
+
+func newDownloadRow(v *modelsView, d *models.Download) *downloadRow {
+	r := &downloadRow{bar: widget.NewProgressBar(), figures: widget.NewLabel("")}
+	r.figures.Wrapping = fyne.TextWrapWord
+	// Pause and Cancel wait for the transfer to stop, so they run off the UI thread.
+	r.pause = widget.NewButtonWithIcon("Pause", theme.MediaPauseIcon(), func() {
+		v.u.goBackground(func(context.Context) { d.Pause() })
+	})
+	r.resume = widget.NewButtonWithIcon("Resume", theme.MediaPlayIcon(), func() {
+		if err := d.Resume(); err != nil {
+			v.u.showError(err)
+		}
+	})
+	r.cancel = widget.NewButtonWithIcon("Cancel", theme.CancelIcon(), func() {
+		v.u.goBackground(func(context.Context) { d.Cancel() })
+	})
+	r.close = widget.NewButtonWithIcon("", theme.WindowCloseIcon(), func() {
+		v.downloads.Remove(r.box)
+		delete(v.rows, d.Name())
+	})
+	name := widget.NewLabelWithStyle(d.Name(), fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	r.box = container.NewBorder(nil, r.figures, name, container.NewHBox(r.pause, r.resume, r.cancel, r.close), r.bar)
+	return r
+}
+
+func (r *downloadRow) show(p models.Progress) {
+	if p.Total > 0 {
+		r.bar.SetValue(float64(p.Received) / float64(p.Total))
+	}
+	r.figures.SetText(progressText(p))
+	live := p.State == models.Running
+	resumable := p.State == models.Paused || (p.State == models.Failed && !errors.As(p.Err, new(*models.ChecksumError)) && !errors.Is(p.Err, models.ErrNotGGUF))
+	setVisible(r.pause, live)
+	setVisible(r.resume, resumable)
+	setVisible(r.cancel, live || p.State == models.Paused || p.State == models.Failed)
+	setVisible(r.close, !live && !resumable)
+}
+
+func setVisible(o fyne.CanvasObject, on bool) {
+	if on {
+		o.Show()
+	} else {
+		o.Hide()
+	}
+}
+
+// progressText is "12.3 MiB of 1.2 GiB · 5.1 MiB/s · 3m20s left", or the outcome.
+func progressText(p models.Progress) string {
+	size := gguf.GGUFBytesScalar(p.Received).String()
+	if p.Total > 0 {
+		size += " of " + gguf.GGUFBytesScalar(p.Total).String()
+	}
+	switch p.State {
+	case models.Running:
+		s := size
+		if p.BytesPerSec > 0 {
+			s += " · " + gguf.GGUFBytesScalar(p.BytesPerSec).String() + "/s"
+		}
+		if p.ETA > 0 {
+			s += " · " + p.ETA.Round(time.Second).String() + " left"
+		}
+		return s
+	case models.Paused:
+		return size + " · paused (the partial file is kept; Resume continues it, also after a restart)"
+	case models.Failed:
+		return size + " · " + p.Err.Error()
+	case models.Done:
+		return "done: " + p.Path
+	default:
+		return "canceled"
+	}
+}

@@ -1,0 +1,114 @@
+package ui
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/dialog"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/beekeeper-hive/beekeeper/app"
+)
+
+// settingsScreen is the Settings tab (UI thread only).
+type settingsScreen struct {
+	u          *UI
+	models     *keyEntry
+	portMin    *keyEntry
+	portMax    *keyEntry
+	llamaLib   *keyEntry
+	stopOnQuit *widget.Check
+	heartbeat  *keyEntry
+	saved      *widget.Label
+	content    fyne.CanvasObject
+}
+
+func newSettingsScreen(u *UI) *settingsScreen {
+	s := &settingsScreen{u: u}
+	st := u.core.Settings()
+	s.models = newKeyEntry(s.save, nil)
+	s.models.SetText(st.ModelsFolder)
+	s.portMin = newKeyEntry(s.save, nil)
+	s.portMin.SetText(strconv.Itoa(st.PortMin))
+	s.portMax = newKeyEntry(s.save, nil)
+	s.portMax.SetText(strconv.Itoa(st.PortMax))
+	s.llamaLib = newKeyEntry(s.save, nil)
+	s.llamaLib.SetPlaceHolder("installed runtime (beekeeper runtime install)")
+	s.llamaLib.SetText(st.LlamaLib)
+	s.stopOnQuit = widget.NewCheck("Stop workers when the app quits", nil)
+	s.stopOnQuit.SetChecked(st.StopWorkersOnQuit)
+	s.heartbeat = newKeyEntry(s.save, nil)
+	s.heartbeat.SetText(st.HeartbeatInterval.String())
+
+	folder := func(e *keyEntry) *widget.Button {
+		return widget.NewButton("Choose…", func() {
+			d := dialog.NewFolderOpen(func(l fyne.ListableURI, err error) {
+				if err != nil {
+					u.showError(err)
+					return
+				}
+				if l != nil {
+					e.SetText(l.Path())
+				}
+			}, u.win)
+			d.Resize(fyne.NewSize(760, 520))
+			d.Show()
+		})
+	}
+	ports := container.NewGridWithColumns(3, s.portMin, widget.NewLabelWithStyle("to", fyne.TextAlignCenter, fyne.TextStyle{}), s.portMax)
+	keep := widget.NewLabel("Off: workers keep running after the app quits and are re-adopted at the next start.")
+	keep.Importance = widget.LowImportance
+	keep.Wrapping = fyne.TextWrapWord
+	form := widget.NewForm(
+		widget.NewFormItem("Models folder", container.NewBorder(nil, nil, nil, folder(s.models), s.models)),
+		widget.NewFormItem("Worker ports", ports),
+		widget.NewFormItem("llama.cpp runtime", container.NewBorder(nil, nil, nil, folder(s.llamaLib), s.llamaLib)),
+		widget.NewFormItem("On quit", container.NewVBox(s.stopOnQuit, keep)),
+		widget.NewFormItem("Embedded Queen heartbeat", s.heartbeat),
+	)
+	saveBt := widget.NewButton("Save", s.save)
+	saveBt.Importance = widget.HighImportance
+	s.saved = widget.NewLabel("")
+	s.saved.Importance = widget.LowImportance
+	note := widget.NewLabel("Port range and runtime folder apply from the next start of the app; " +
+		"the heartbeat interval from the next start of the embedded Queen.")
+	note.Wrapping = fyne.TextWrapWord
+	note.Importance = widget.LowImportance
+	s.content = container.NewVScroll(container.NewPadded(container.NewVBox(
+		form, container.NewHBox(saveBt, s.saved), note)))
+	return s
+}
+
+// read turns the form into settings, naming the field that is wrong.
+func (s *settingsScreen) read() (app.Settings, error) {
+	st := s.u.core.Settings()
+	st.ModelsFolder = strings.TrimSpace(s.models.Text)
+	st.LlamaLib = strings.TrimSpace(s.llamaLib.Text)
+	st.StopWorkersOnQuit = s.stopOnQuit.Checked
+	var err error
+	if st.PortMin, err = strconv.Atoi(strings.TrimSpace(s.portMin.Text)); err != nil {
+		return st, &app.SettingsError{Field: "port range", Problem: "the first port must be a number such as 8080"}
+	}
+	if st.PortMax, err = strconv.Atoi(strings.TrimSpace(s.portMax.Text)); err != nil {
+		return st, &app.SettingsError{Field: "port range", Problem: "the last port must be a number such as 8200"}
+	}
+	if st.HeartbeatInterval, err = time.ParseDuration(strings.TrimSpace(s.heartbeat.Text)); err != nil {
+		return st, &app.SettingsError{Field: "heartbeat interval", Problem: "a duration such as 5s or 500ms"}
+	}
+	return st, nil
+}
+
+func (s *settingsScreen) save() {
+	st, err := s.read()
+	if err == nil {
+		err = s.u.core.SaveSettings(st)
+	}
+	if err != nil {
+		s.u.showError(err)
+		return
+	}
+	s.saved.SetText("Saved " + time.Now().Format("15:04:05"))
+}

@@ -1,0 +1,223 @@
+// Package ui owns the desktop app's screens: the tab shell, Workers, the spawn dialog,
+// Queen, Logs, Settings and the tray (Chat and Models live in chat.go and models.go).
+// Widgets are touched only on the UI thread: background goroutines hop with u.do.
+package ui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/dialog"
+	"fyne.io/fyne/v2/driver/desktop"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/beekeeper-hive/beekeeper/app"
+	"github.com/beekeeper-hive/beekeeper/hive"
+	"github.com/beekeeper-hive/beekeeper/llamaruntime"
+)
+
+// UI is the desktop app's window and everything on it. The fields below the line are
+// the screens' own state; Chat and Models (ui/chat.go, ui/models.go) use app, win, core,
+// hive, tabs/tabChat, showError and do.
+type UI struct {
+	app  fyne.App
+	win  fyne.Window
+	core *app.App   // settings, Queen mode, the app's log
+	hive *hive.Hive // local workers (core.Hive())
+
+	tabs                                                           *container.AppTabs
+	tabWorkers, tabChat, tabModels, tabQueen, tabLogs, tabSettings *container.TabItem
+
+	// do runs f on the UI thread: fyne.Do in the app; tests replace it with a lock they
+	// also hold while they poke widgets, because the test driver runs fyne.Do inline.
+	do func(f func())
+
+	// ctx ends when the UI closes; every goroutine the UI starts watches it and is
+	// counted in wg.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	workers  *workersScreen
+	queen    *queenScreen
+	logs     *logsScreen
+	settings *settingsScreen
+	tray     *trayMenu
+
+	dialogs []dialog.Dialog // open dialogs, newest last: Escape closes the newest
+	spawn   *spawnForm      // the spawn dialog last opened
+}
+
+// Create builds the window's content on core and starts the UI's bridge goroutine.
+// Call Close when the window goes.
+func Create(a fyne.App, w fyne.Window, core *app.App) *UI {
+	u := newUI(a, w, core, fyne.Do)
+	u.start()
+	return u
+}
+
+func newUI(a fyne.App, w fyne.Window, core *app.App, do func(func())) *UI {
+	u := &UI{app: a, win: w, core: core, hive: core.Hive(), do: do}
+	u.ctx, u.cancel = context.WithCancel(context.Background())
+
+	u.workers = newWorkersScreen(u)
+	u.queen = newQueenScreen(u)
+	u.logs = newLogsScreen(u)
+	u.settings = newSettingsScreen(u)
+
+	u.tabWorkers = container.NewTabItemWithIcon("Workers", theme.ComputerIcon(), u.workers.content)
+	u.tabChat = container.NewTabItemWithIcon("Chat", theme.MailComposeIcon(), orPlaceholder(u.chatTab(), "Chat"))
+	u.tabModels = container.NewTabItemWithIcon("Models", theme.StorageIcon(), orPlaceholder(u.modelsTab(), "Models"))
+	u.tabQueen = container.NewTabItemWithIcon("Queen", theme.HomeIcon(), u.queen.content)
+	u.tabLogs = container.NewTabItemWithIcon("Logs", theme.ListIcon(), u.logs.content)
+	u.tabSettings = container.NewTabItemWithIcon("Settings", theme.SettingsIcon(), u.settings.content)
+	u.tabs = container.NewAppTabs(u.tabWorkers, u.tabChat, u.tabModels, u.tabQueen, u.tabLogs, u.tabSettings)
+	u.tabs.OnSelected = func(t *container.TabItem) {
+		if t == u.tabLogs {
+			u.logs.shown()
+		} else {
+			u.logs.hidden()
+		}
+	}
+	w.SetContent(u.tabs)
+	u.addShortcuts()
+	return u
+}
+
+// start launches the bridge and the screens' watchers.
+func (u *UI) start() {
+	u.tray = newTrayMenu(u)
+	u.workers.start()
+	u.queen.start()
+	u.logs.start()
+}
+
+// Close stops the UI's goroutines and waits for them.
+func (u *UI) Close() {
+	u.cancel()
+	u.wg.Wait()
+}
+
+// goBackground runs f on a goroutine the UI owns: it ends with the UI.
+func (u *UI) goBackground(f func(ctx context.Context)) {
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		f(u.ctx)
+	}()
+}
+
+func (u *UI) addShortcuts() {
+	c := u.win.Canvas()
+	c.AddShortcut(&desktop.CustomShortcut{KeyName: fyne.KeyN, Modifier: fyne.KeyModifierShortcutDefault},
+		func(fyne.Shortcut) { u.openSpawnDialog("") })
+	c.AddShortcut(&desktop.CustomShortcut{KeyName: fyne.KeyL, Modifier: fyne.KeyModifierShortcutDefault},
+		func(fyne.Shortcut) { u.tabs.Select(u.tabLogs) })
+	c.SetOnTypedKey(func(ev *fyne.KeyEvent) {
+		if ev.Name == fyne.KeyEscape {
+			u.closeTopDialog()
+		}
+	})
+}
+
+// showDialog shows d and tracks it so Escape closes it.
+func (u *UI) showDialog(d dialog.Dialog) {
+	u.dialogs = append(u.dialogs, d)
+	d.SetOnClosed(func() { u.forgetDialog(d) })
+	d.Show()
+}
+
+func (u *UI) forgetDialog(d dialog.Dialog) {
+	for i, open := range u.dialogs {
+		if open == d {
+			u.dialogs = append(u.dialogs[:i], u.dialogs[i+1:]...)
+			return
+		}
+	}
+}
+
+func (u *UI) closeTopDialog() {
+	if n := len(u.dialogs); n > 0 {
+		u.dialogs[n-1].Hide() // SetOnClosed forgets it
+	}
+}
+
+// showError shows err in a dialog that names the fix. Call it on the UI thread.
+func (u *UI) showError(err error) {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return
+	}
+	title, fix := explain(err)
+	u.core.Logger().Warn(title, "err", err)
+	msg := widget.NewLabel(err.Error())
+	msg.Wrapping = fyne.TextWrapWord
+	msg.Selectable = true
+	body := container.NewVBox(msg)
+	if fix != "" {
+		fixLabel := widget.NewRichTextFromMarkdown("**How to fix:** " + fix)
+		fixLabel.Wrapping = fyne.TextWrapWord
+		body.Add(widget.NewSeparator())
+		body.Add(fixLabel)
+	}
+	scroll := container.NewVScroll(body)
+	scroll.SetMinSize(fyne.NewSize(460, 160))
+	d := dialog.NewCustom(title, "Close", scroll, u.win)
+	u.showDialog(d)
+}
+
+// explain turns an error into a dialog title and the fix, by its type (never its text).
+func explain(err error) (title, fix string) {
+	var (
+		startErr *hive.StartError
+		setErr   *app.SettingsError
+		queenErr *app.QueenError
+		missing  *llamaruntime.MissingError
+	)
+	switch {
+	case errors.Is(err, hive.ErrRuntimeMissing), errors.As(err, &missing):
+		return "llama.cpp runtime missing", "run `beekeeper runtime install` (it needs npm), or set the llama.cpp runtime folder in Settings to your own build."
+	case errors.Is(err, hive.ErrModelLoad):
+		return "The model did not load", "pick a GGUF model file (…​.gguf) that llama.cpp supports; the worker's last log lines above say why it refused this one."
+	case errors.Is(err, hive.ErrPortTaken):
+		return "Port already in use", "leave the port on auto, or enter a port no other program uses."
+	case errors.Is(err, hive.ErrNoFreePort):
+		return "No free port", "widen the port range in Settings, or stop some workers."
+	case errors.Is(err, hive.ErrNotReady):
+		return "The worker did not become ready", "a large model may need longer: check the worker's log; try a smaller context size."
+	case errors.Is(err, hive.ErrWrongWorker):
+		return "Another program answers on that port", "choose another port, or stop the program using it."
+	case errors.Is(err, hive.ErrBadArgs):
+		return "The worker rejected its settings", "check context size, threads and port in the spawn dialog."
+	case errors.As(err, &startErr), errors.Is(err, hive.ErrExited):
+		return "The worker stopped during start", "read the worker's last log lines above, then try again."
+	case errors.Is(err, hive.ErrStillLive):
+		return "The worker is still running", "stop it first."
+	case errors.Is(err, hive.ErrNotFound):
+		return "No such worker", "the list was out of date; it has been refreshed."
+	case errors.As(err, &queenErr):
+		return "Queen not available", queenErr.Fix + "."
+	case errors.As(err, &setErr):
+		return "Setting not saved", fmt.Sprintf("correct the %s.", setErr.Field)
+	case errors.As(err, new(*formError)):
+		return "Check the form", "correct the field named above."
+	}
+	return "Something went wrong", ""
+}
+
+// formError is a spawn-dialog field that is not acceptable.
+type formError struct{ field, problem string }
+
+func (e *formError) Error() string { return e.field + ": " + e.problem }
+
+// orPlaceholder keeps the tab shell standing when a screen has no content to give.
+func orPlaceholder(o fyne.CanvasObject, name string) fyne.CanvasObject {
+	if o == nil {
+		return container.NewCenter(widget.NewLabel(name + " is not available in this build."))
+	}
+	return o
+}

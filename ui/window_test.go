@@ -1,0 +1,285 @@
+package ui
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image"
+	_ "image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/beekeeper-hive/beekeeper/hive"
+	"github.com/beekeeper-hive/beekeeper/internal/testenv"
+)
+
+// The real-window tests start the built app on the X display of xvfb-run
+// (scripts/test.sh), so they need: DISPLAY, xdotool, and ImageMagick's import.
+
+func needDisplay(tb testing.TB) {
+	tb.Helper()
+	if os.Getenv("DISPLAY") == "" {
+		tb.Skip("no X display: run under xvfb-run -a -s '-screen 0 1280x800x24' (scripts/test.sh does)")
+	}
+	for _, tool := range []string{"xdotool", "import"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			tb.Fatalf("%s not found: apt-get install xdotool imagemagick", tool)
+		}
+	}
+}
+
+// spawnDetached spawns n real workers in home's registry from an in-process hive, then
+// closes the hive without stopping them: exactly what an app leaves behind when it quits
+// with workers running. It returns their ids.
+func spawnDetached(tb testing.TB, home string, n int) []string {
+	tb.Helper()
+	port := testenv.FreePort(tb)
+	h, err := hive.Open(hive.Options{
+		StateDir: filepath.Join(home, "state"), PortMin: port, PortMax: port + 40,
+		WorkerBinary: testenv.Binary(tb), LlamaLib: testenv.Runtime(tb),
+	})
+	if err != nil {
+		tb.Fatalf("hive.Open: %v", err)
+	}
+	defer h.Close(false)
+	var ids []string
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		e, err := h.Spawn(ctx, hive.SpawnRequest{ModelPath: testenv.Model(tb), CtxSize: 256, Threads: 1}, nil)
+		cancel()
+		if err != nil {
+			tb.Fatalf("spawn: %v", err)
+		}
+		ids = append(ids, e.ID)
+	}
+	return ids
+}
+
+// stopAll stops every worker of home's registry (test cleanup).
+func stopAll(tb testing.TB, home string) {
+	h, err := hive.Open(hive.Options{StateDir: filepath.Join(home, "state"), WorkerBinary: testenv.Binary(tb)})
+	if err != nil {
+		tb.Errorf("reopen hive for cleanup: %v", err)
+		return
+	}
+	if err := h.Close(true); err != nil {
+		tb.Errorf("stop workers: %v", err)
+	}
+}
+
+// runningApp is the built beekeeper app under test.
+type runningApp struct {
+	cmd    *exec.Cmd
+	out    *bytes.Buffer
+	window string // X window id
+	start  time.Time
+	mapped time.Duration // from exec to the window being on the display
+}
+
+// startApp starts the app with its state in home and waits for its window.
+func startApp(tb testing.TB, home string) *runningApp {
+	tb.Helper()
+	ra := &runningApp{out: &bytes.Buffer{}}
+	ra.cmd = exec.Command(testenv.Binary(tb))
+	ra.cmd.Env = append(os.Environ(),
+		"BEEKEEPER_HOME="+home,
+		"XDG_CONFIG_HOME="+filepath.Join(home, "config"), // Fyne preferences stay in the test
+		"LANG=en_US.UTF-8",
+	)
+	ra.cmd.Stdout, ra.cmd.Stderr = ra.out, ra.out
+	ra.start = time.Now()
+	if err := ra.cmd.Start(); err != nil {
+		tb.Fatalf("start app: %v", err)
+	}
+	tb.Cleanup(func() {
+		if ra.cmd.ProcessState == nil {
+			_ = ra.cmd.Process.Kill()
+			_ = ra.cmd.Wait()
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out, err := exec.Command("xdotool", "search", "--onlyvisible", "--pid", strconv.Itoa(ra.cmd.Process.Pid), "--name", "^Beekeeper$").Output()
+		if err == nil && len(bytes.Fields(out)) > 0 {
+			ra.window = string(bytes.Fields(out)[0])
+			ra.mapped = time.Since(ra.start)
+			return ra
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("no Beekeeper window within 15s; app output:\n%s", ra.out)
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+}
+
+// screenshot captures the app's window, polling until content is drawn (more than a
+// handful of colours), and returns the PNG.
+func (ra *runningApp) screenshot(tb testing.TB) []byte {
+	tb.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		png, err := exec.Command("import", "-window", ra.window, "png:-").Output()
+		if err == nil && colours(png) > 16 {
+			return png
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("window never showed content (err %v); app output:\n%s", err, ra.out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func colours(png []byte) int {
+	img, _, err := image.Decode(bytes.NewReader(png))
+	if err != nil {
+		return 0
+	}
+	seen := map[[3]uint32]bool{}
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y += 4 {
+		for x := b.Min.X; x < b.Max.X; x += 4 {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			seen[[3]uint32{r >> 8, g >> 8, bl >> 8}] = true
+		}
+	}
+	return len(seen)
+}
+
+// quit sends SIGTERM and wants exit 0 within 10 s.
+func (ra *runningApp) quit(tb testing.TB) {
+	tb.Helper()
+	if err := ra.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		tb.Fatalf("SIGTERM: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- ra.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			tb.Fatalf("app exited with %v after SIGTERM; output:\n%s", err, ra.out)
+		}
+	case <-time.After(10 * time.Second):
+		_ = ra.cmd.Process.Kill()
+		<-done
+		tb.Fatalf("app still running 10s after SIGTERM; output:\n%s", ra.out)
+	}
+}
+
+func artifactsDir(tb testing.TB) string {
+	dir := os.Getenv("BEEKEEPER_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join(testenv.RepoRoot(tb), "artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		tb.Fatalf("artifacts: %v", err)
+	}
+	return dir
+}
+
+// TestRealWindowShowsAdoptedWorkersAndQuitsCleanly starts the built app under X with
+// three workers left running by an earlier session, screenshots its window into
+// artifacts/, quits it with SIGTERM (exit 0), and checks the workers outlived it.
+func TestRealWindowShowsAdoptedWorkersAndQuitsCleanly(t *testing.T) {
+	needDisplay(t)
+	home := t.TempDir()
+	ids := spawnDetached(t, home, 3)
+	t.Cleanup(func() { stopAll(t, home) })
+
+	ra := startApp(t, home)
+	png := ra.screenshot(t)
+	shot := filepath.Join(artifactsDir(t), "desktop-workers.png")
+	if err := os.WriteFile(shot, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("window mapped %v after exec; screenshot %s", ra.mapped, shot)
+	ra.quit(t)
+	if !strings.Contains(ra.out.String(), "workers=3") {
+		t.Errorf("the app did not list the 3 re-adopted workers; output:\n%s", ra.out)
+	}
+
+	// Workers outlive the app (stop-on-quit is off by default) and keep their ids.
+	h, err := hive.Open(hive.Options{StateDir: filepath.Join(home, "state"), WorkerBinary: testenv.Binary(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(false)
+	for _, id := range ids {
+		e, ok := h.Get(id)
+		if !ok || e.State != hive.StateReady {
+			t.Errorf("worker %s after the app quit: %+v (found %v), want ready", id, e.State, ok)
+		}
+	}
+}
+
+// BenchmarkIdleApp measures the built app under X with three workers listed: start to
+// window on screen, resident memory once idle, and CPU while idle. Run with
+// -run '^$' -bench IdleApp -benchtime 1x under xvfb-run.
+func BenchmarkIdleApp(b *testing.B) {
+	needDisplay(b)
+	home := b.TempDir()
+	spawnDetached(b, home, 3)
+	b.Cleanup(func() { stopAll(b, home) })
+
+	var mapped time.Duration
+	var ra *runningApp
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ra = startApp(b, home)
+		ra.screenshot(b)
+		mapped += ra.mapped
+		if i < b.N-1 {
+			ra.quit(b)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(mapped.Milliseconds())/float64(b.N), "ms-to-window")
+
+	// Let start-up settle, then measure an idle stretch.
+	settle := time.NewTimer(3 * time.Second)
+	<-settle.C
+	pid := ra.cmd.Process.Pid
+	cpu0, t0 := cpuTicks(b, pid), time.Now()
+	idle := time.NewTimer(10 * time.Second)
+	<-idle.C
+	cpu1, t1 := cpuTicks(b, pid), time.Now()
+	const clkTck = 100 // USER_HZ on Linux
+	cpuPct := float64(cpu1-cpu0) / clkTck / t1.Sub(t0).Seconds() * 100
+	b.ReportMetric(cpuPct, "idle-cpu-%")
+	b.ReportMetric(float64(rssKB(b, pid))/1024, "rss-MB")
+	ra.quit(b)
+}
+
+// cpuTicks is utime+stime of pid in clock ticks, from /proc/PID/stat.
+func cpuTicks(tb testing.TB, pid int) int64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// Fields after the ")" that ends the command name: state is field 3; utime 14, stime 15.
+	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + s
+}
+
+// rssKB is VmRSS of pid, from /proc/PID/status.
+func rssKB(tb testing.TB, pid int) int64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			return n
+		}
+	}
+	tb.Fatal("no VmRSS")
+	return 0
+}

@@ -1,0 +1,441 @@
+package ui
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/canvas"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/layout"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/beekeeper-hive/beekeeper/assets"
+	"github.com/beekeeper-hive/beekeeper/hive"
+)
+
+// workerRow is one line of the Workers table, as text: comparing two rows tells whether
+// anything on screen would change, so an idle table is never repainted.
+type workerRow struct {
+	id       string
+	state    hive.State
+	progress float64 // load progress while starting
+	live     bool
+	cells    [colActions]string
+	stateImp widget.Importance
+	syncImp  widget.Importance
+}
+
+// Columns of the Workers table.
+const (
+	colID = iota
+	colModel
+	colType
+	colPort
+	colPID
+	colState
+	colQueen
+	colCPU
+	colMem
+	colUptime
+	colActions
+	numCols
+)
+
+var (
+	colTitles = [numCols]string{"Worker", "Model", "Type", "Port", "PID", "State", "Queen", "CPU", "Memory", "Uptime", ""}
+	colWidths = [numCols]float32{190, 130, 50, 72, 70, 140, 96, 64, 84, 70, 176}
+)
+
+type workersScreen struct {
+	u       *UI
+	rows    []workerRow // UI thread only
+	shown   bool        // rows have been put on screen once
+	table   *widget.Table
+	summary *widget.Label
+	body    *fyne.Container // table or empty state
+	empty   fyne.CanvasObject
+	tableUI fyne.CanvasObject
+	content fyne.CanvasObject
+}
+
+func newWorkersScreen(u *UI) *workersScreen {
+	s := &workersScreen{u: u}
+	s.table = widget.NewTable(
+		func() (int, int) { return len(s.rows), numCols },
+		s.createCell,
+		s.updateCell,
+	)
+	s.table.ShowHeaderRow = true
+	s.table.CreateHeader = func() fyne.CanvasObject {
+		l := widget.NewLabel("")
+		l.TextStyle = fyne.TextStyle{Bold: true}
+		return l
+	}
+	s.table.UpdateHeader = func(id widget.TableCellID, o fyne.CanvasObject) {
+		if id.Col >= 0 {
+			o.(*widget.Label).SetText(colTitles[id.Col])
+		}
+	}
+	s.table.OnSelected = func(widget.TableCellID) { s.table.UnselectAll() }
+	for c, w := range colWidths {
+		s.table.SetColumnWidth(c, w)
+	}
+
+	spawn := widget.NewButtonWithIcon("Spawn worker", theme.ContentAddIcon(), func() { u.openSpawnDialog("") })
+	spawn.Importance = widget.HighImportance
+	s.summary = widget.NewLabel("")
+	s.summary.Importance = widget.LowImportance
+	top := container.NewHBox(spawn, s.summary)
+	s.tableUI = container.NewBorder(container.NewPadded(top), nil, nil, nil, s.table)
+
+	icon := canvas.NewImageFromResource(assets.Icon)
+	icon.FillMode = canvas.ImageFillContain
+	icon.SetMinSize(fyne.NewSize(112, 112))
+	title := widget.NewLabelWithStyle("No workers yet", fyne.TextAlignCenter, fyne.TextStyle{Bold: true})
+	hint := widget.NewLabelWithStyle("A worker serves one GGUF model over an OpenAI-compatible API.",
+		fyne.TextAlignCenter, fyne.TextStyle{})
+	hint.Importance = widget.LowImportance
+	big := widget.NewButtonWithIcon("Spawn worker", theme.ContentAddIcon(), func() { u.openSpawnDialog("") })
+	big.Importance = widget.HighImportance
+	keys := widget.NewLabelWithStyle("Ctrl+N", fyne.TextAlignCenter, fyne.TextStyle{})
+	keys.Importance = widget.LowImportance
+	s.empty = container.NewCenter(container.NewVBox(icon, title, hint,
+		container.NewCenter(container.New(layout.NewGridWrapLayout(fyne.NewSize(240, 48)), big)), keys))
+
+	s.body = container.NewStack(s.empty)
+	s.content = s.body
+	return s
+}
+
+// start follows the hive: registry events and stats ticks become one fresh set of rows,
+// built off the UI thread and handed over only when something on screen changed.
+func (s *workersScreen) start() {
+	events, unsubEvents := s.u.hive.Subscribe()
+	stats, unsubStats := s.u.hive.SubscribeStats()
+	s.u.goBackground(func(ctx context.Context) {
+		defer unsubEvents()
+		defer unsubStats()
+		prev := map[string]hive.State{}
+		var sample map[string]hive.Stats
+		publish := func() {
+			entries := s.u.hive.List()
+			s.notifyCrashes(prev, entries)
+			rows := buildRows(entries, sample, time.Now())
+			s.u.do(func() { s.setRows(rows) })
+		}
+		publish()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case _, ok := <-events:
+				if !ok {
+					return
+				}
+				publish()
+			case m, ok := <-stats:
+				if !ok {
+					stats = nil // the hive stopped sampling; keep following events
+					continue
+				}
+				sample = m
+				publish()
+			}
+		}
+	})
+}
+
+// notifyCrashes sends a desktop notification for each worker that went from live to
+// crashed since the last call, and remembers the states.
+func (s *workersScreen) notifyCrashes(prev map[string]hive.State, entries []hive.Entry) {
+	seen := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		seen[e.ID] = true
+		if old, ok := prev[e.ID]; ok && old.Live() && e.State == hive.StateCrashed {
+			s.u.app.SendNotification(fyne.NewNotification("Worker crashed",
+				fmt.Sprintf("%s (%s) stopped unexpectedly: %s", e.ID, e.Model, e.ExitReason)))
+			s.u.core.Logger().Warn("worker crashed", "id", e.ID, "reason", e.ExitReason)
+		}
+		prev[e.ID] = e.State
+	}
+	for id := range prev {
+		if !seen[id] {
+			delete(prev, id)
+		}
+	}
+}
+
+// setRows swaps in rows and repaints only when they differ from what is shown.
+func (s *workersScreen) setRows(rows []workerRow) {
+	if s.shown && slices.Equal(rows, s.rows) {
+		return
+	}
+	wasEmpty := !s.shown || len(s.rows) == 0
+	s.shown = true
+	s.rows = rows
+	live := 0
+	for _, r := range rows {
+		if r.live {
+			live++
+		}
+	}
+	s.summary.SetText(fmt.Sprintf("%d running · %d listed", live, len(rows)))
+	switch {
+	case len(rows) == 0:
+		s.body.Objects = []fyne.CanvasObject{s.empty}
+		s.body.Refresh()
+	case wasEmpty:
+		s.body.Objects = []fyne.CanvasObject{s.tableUI}
+		s.body.Refresh()
+		s.table.Refresh()
+	default:
+		s.table.Refresh()
+	}
+	if s.u.tray != nil {
+		s.u.tray.update()
+	}
+}
+
+// row returns the shown row of worker id (UI thread).
+func (s *workersScreen) row(id string) (workerRow, bool) {
+	for _, r := range s.rows {
+		if r.id == id {
+			return r, true
+		}
+	}
+	return workerRow{}, false
+}
+
+func buildRows(entries []hive.Entry, stats map[string]hive.Stats, now time.Time) []workerRow {
+	rows := make([]workerRow, 0, len(entries))
+	for _, e := range entries {
+		r := workerRow{id: e.ID, state: e.State, live: e.State.Live()}
+		r.cells[colID] = e.ID
+		r.cells[colModel] = e.Model
+		r.cells[colType] = e.WorkerType
+		r.cells[colPort] = fmt.Sprint(e.Port)
+		r.cells[colPID] = "—"
+		r.cells[colCPU], r.cells[colMem], r.cells[colUptime] = "—", "—", "—"
+		if r.live {
+			r.cells[colPID] = fmt.Sprint(e.PID)
+			r.cells[colUptime] = formatUptime(now.Sub(e.StartedAt))
+			if st, ok := stats[e.ID]; ok {
+				r.cells[colCPU] = formatCPU(st.CPUPercent)
+				r.cells[colMem] = formatBytes(st.RSSBytes)
+			}
+		}
+		r.cells[colState], r.stateImp = stateText(e)
+		if e.State == hive.StateStarting {
+			r.progress = e.LoadProgress
+		}
+		r.cells[colQueen], r.syncImp = syncText(e)
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+func stateText(e hive.Entry) (string, widget.Importance) {
+	switch e.State {
+	case hive.StateStarting:
+		return fmt.Sprintf("loading %d%%", int(e.LoadProgress*100)), widget.WarningImportance
+	case hive.StateReady:
+		return "● ready", widget.SuccessImportance
+	case hive.StateStopping:
+		return "stopping…", widget.WarningImportance
+	case hive.StateCrashed:
+		if e.ExitCode != nil {
+			return fmt.Sprintf("crashed (exit %d)", *e.ExitCode), widget.DangerImportance
+		}
+		return "crashed", widget.DangerImportance
+	case hive.StateExited:
+		if e.ExitCode != nil {
+			return fmt.Sprintf("exited (%d)", *e.ExitCode), widget.LowImportance
+		}
+		return "exited", widget.LowImportance
+	}
+	return string(e.State), widget.MediumImportance
+}
+
+func syncText(e hive.Entry) (string, widget.Importance) {
+	if !e.State.Live() {
+		return "—", widget.LowImportance
+	}
+	switch e.Sync {
+	case hive.SyncOnline:
+		return "online", widget.SuccessImportance
+	case hive.SyncRegistered:
+		return "registered", widget.MediumImportance
+	case hive.SyncPending:
+		return "pending", widget.WarningImportance
+	case hive.SyncStale:
+		return "stale", widget.DangerImportance
+	case hive.SyncOff, "":
+		return "off", widget.LowImportance
+	}
+	return string(e.Sync), widget.MediumImportance
+}
+
+// formatUptime is coarse on purpose: the cell changes at most once a minute, so an idle
+// table is not repainted every second (every repaint redraws the whole window).
+func formatUptime(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return "<1m"
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
+}
+
+// formatCPU shows whole percents: the noise of an idle worker (0.0 / 0.1 / 0.2 %) would
+// otherwise repaint the table every sample.
+func formatCPU(pct float64) string {
+	switch {
+	case pct <= 0:
+		return "0%"
+	case pct < 1:
+		return "<1%"
+	}
+	return fmt.Sprintf("%.0f%%", pct)
+}
+
+// formatBytes shows whole megabytes, for the same reason as formatCPU.
+func formatBytes(b uint64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.1f GB", float64(b)/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.0f MB", float64(b)/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.0f KB", float64(b)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", b)
+}
+
+// cell is the one template of every table cell: a label, a progress bar (state while
+// loading) or the row's action buttons, shown by column.
+type cell struct {
+	label    *widget.Label
+	progress *widget.ProgressBar
+	actions  *fyne.Container
+	stop     *widget.Button
+	restart  *widget.Button
+	chat     *widget.Button
+	logs     *widget.Button
+	box      *fyne.Container
+}
+
+func (s *workersScreen) createCell() fyne.CanvasObject {
+	c := &cell{label: widget.NewLabel(""), progress: widget.NewProgressBar()}
+	c.label.Truncation = fyne.TextTruncateEllipsis
+	c.stop = widget.NewButtonWithIcon("", theme.MediaStopIcon(), nil)
+	c.restart = widget.NewButtonWithIcon("", theme.MediaReplayIcon(), nil)
+	c.chat = widget.NewButtonWithIcon("", theme.MailComposeIcon(), nil)
+	c.logs = widget.NewButtonWithIcon("", theme.ListIcon(), nil)
+	for _, b := range []*widget.Button{c.stop, c.restart, c.chat, c.logs} {
+		b.Importance = widget.LowImportance
+	}
+	c.actions = container.NewHBox(c.stop, c.restart, c.chat, c.logs)
+	c.box = container.NewStack(c.label, container.NewPadded(c.progress), c.actions)
+	w := &cellWidget{c: c}
+	w.ExtendBaseWidget(w)
+	return w
+}
+
+func (s *workersScreen) updateCell(id widget.TableCellID, o fyne.CanvasObject) {
+	c := o.(*cellWidget).c
+	if id.Row < 0 || id.Row >= len(s.rows) {
+		return
+	}
+	r := s.rows[id.Row]
+	c.label.Hide()
+	c.progress.Hide()
+	c.actions.Hide()
+	switch {
+	case id.Col == colActions:
+		s.bindActions(c, r)
+		c.actions.Show()
+	case id.Col == colState && r.state == hive.StateStarting:
+		c.progress.SetValue(r.progress)
+		c.progress.Show()
+	default:
+		c.label.Importance = widget.MediumImportance
+		switch id.Col {
+		case colState:
+			c.label.Importance = r.stateImp
+		case colQueen:
+			c.label.Importance = r.syncImp
+		}
+		c.label.SetText(r.cells[id.Col])
+		c.label.Show()
+	}
+}
+
+// bindActions points the row's buttons at worker r.id: stop (or remove once it has
+// exited), restart, chat (ready workers), logs.
+func (s *workersScreen) bindActions(c *cell, r workerRow) {
+	id := r.id
+	if r.live {
+		c.stop.SetIcon(theme.MediaStopIcon())
+		c.stop.OnTapped = func() { s.stopWorker(id) }
+	} else {
+		c.stop.SetIcon(theme.DeleteIcon())
+		c.stop.OnTapped = func() { s.removeWorker(id) }
+	}
+	if r.state == hive.StateStopping {
+		c.stop.Disable()
+	} else {
+		c.stop.Enable()
+	}
+	c.restart.OnTapped = func() { s.restartWorker(id) }
+	c.chat.OnTapped = func() { s.u.openChat(id) }
+	if r.state == hive.StateReady {
+		c.chat.Enable()
+	} else {
+		c.chat.Disable()
+	}
+	c.logs.OnTapped = func() { s.u.showWorkerLog(id) }
+}
+
+// stopWorker stops id in the background; the row follows the hive's events.
+func (s *workersScreen) stopWorker(id string) {
+	s.u.goBackground(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := s.u.hive.Stop(ctx, id); err != nil {
+			s.u.do(func() { s.u.showError(fmt.Errorf("stop %s: %w", id, err)) })
+		}
+	})
+}
+
+func (s *workersScreen) restartWorker(id string) {
+	s.u.goBackground(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		defer cancel()
+		if _, err := s.u.hive.Restart(ctx, id); err != nil {
+			s.u.do(func() { s.u.showError(fmt.Errorf("restart %s: %w", id, err)) })
+		}
+	})
+}
+
+func (s *workersScreen) removeWorker(id string) {
+	if err := s.u.hive.Remove(id); err != nil {
+		s.u.showError(fmt.Errorf("remove %s: %w", id, err))
+	}
+}
+
+// cellWidget wraps the cell's objects so the table can hand the template back.
+type cellWidget struct {
+	widget.BaseWidget
+	c *cell
+}
+
+func (w *cellWidget) CreateRenderer() fyne.WidgetRenderer {
+	return widget.NewSimpleRenderer(w.c.box)
+}
