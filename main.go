@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/beekeeper-hive/beekeeper/cli"
+	_ "github.com/beekeeper-hive/beekeeper/internal/localefix" // before Fyne's locale lookup
 )
 
 func main() { os.Exit(cli.Run(os.Args[1:])) }
