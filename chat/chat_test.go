@@ -4,13 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,49 +19,10 @@ import (
 func startWorker(t *testing.T) Target {
 	t.Helper()
 	t.Setenv("BEEKEEPER_HOME", t.TempDir())
-	port := testenv.FreePort(t)
-	cmd := exec.Command(testenv.Binary(t), "worker", "--model", testenv.Model(t), "--port", fmt.Sprint(port))
-	logf, err := os.Create(filepath.Join(t.TempDir(), "worker.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		logf.Close()
-	})
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(base + wire.PathHealth)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case <-exited:
-			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("worker exited before ready:\n%s", b)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("worker not ready within 30s")
-		}
-	}
-	return Target{Kind: TargetWorker, BaseURL: base, Model: wire.ModelName(testenv.Model(t)), WorkerID: wire.WorkerID("llm", "127.0.0.1", port), ModelPath: testenv.Model(t)}
+	w := testenv.StartWorker(t)
+	t.Cleanup(func() { w.Stop(10 * time.Second) })
+	model := testenv.Model(t)
+	return Target{Kind: TargetWorker, BaseURL: w.URL, Model: wire.ModelName(model), WorkerID: wire.WorkerID("llm", "127.0.0.1", w.Port), ModelPath: model}
 }
 
 func user(s string) []wire.ChatMessage { return []wire.ChatMessage{{Role: "user", Content: s}} }

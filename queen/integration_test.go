@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,74 +20,24 @@ import (
 
 // workerProc is one real `beekeeper worker` process on the test model.
 type workerProc struct {
+	*testenv.Process
 	id   string
 	port int
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startWorker starts a real worker and waits for its /health to answer 200.
 func startWorker(t testing.TB, extra ...string) *workerProc {
 	t.Helper()
-	port := testenv.FreePort(t)
-	p := &workerProc{id: wire.WorkerID(wire.DefaultWorkerType, wire.DefaultHost, port), port: port, out: &syncBuffer{}, done: make(chan struct{})}
-	args := append([]string{"worker", "--model", testenv.Model(t), "--port", strconv.Itoa(port),
-		"--worker-id", p.id, "--threads", "1", "--spawned-by", "gui"}, extra...)
-	p.cmd = exec.Command(testenv.Binary(t), args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer close(p.done)
-		_ = p.cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("worker %s output:\n%s", p.id, p.out.String())
-		}
-	})
-	waitFor(t, 60*time.Second, "worker "+p.id+" /health 200", func() bool {
-		select {
-		case <-p.done:
-			t.Fatalf("worker exited during start-up: %s", p.out.String())
-		default:
-		}
-		resp, err := http.Get(p.url() + wire.PathHealth)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return p
+	p := testenv.StartWorker(t, append([]string{"--spawned-by", "gui"}, extra...)...)
+	return &workerProc{Process: p, id: wire.WorkerID(wire.DefaultWorkerType, wire.DefaultHost, p.Port), port: p.Port}
 }
 
-func (p *workerProc) url() string { return workerURL(wire.DefaultHost, p.port) }
+func (p *workerProc) url() string { return p.URL }
 
 // kill ends the worker with SIGKILL: a crash, so it cannot say goodbye to the Queen.
 func (p *workerProc) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
+	_ = p.Cmd.Process.Signal(syscall.SIGKILL)
+	<-p.Exited()
 }
 
 // runQueen serves a real-clock Queen on addr until the returned stop is called.
@@ -309,7 +257,7 @@ func TestIntegrationClientDisconnectCancelsUpstream(t *testing.T) {
 
 	var line string
 	waitFor(t, 10*time.Second, "the worker to log its client gone", func() bool {
-		out := w.out.String()
+		out := w.Output()
 		i := strings.Index(out, "client gone")
 		if i < 0 {
 			return false
@@ -337,21 +285,8 @@ func TestIntegrationClientDisconnectCancelsUpstream(t *testing.T) {
 func TestQueenCommandShutsDownOnSIGTERM(t *testing.T) {
 	t.Setenv("BEEKEEPER_HOME", t.TempDir())
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	cmd := exec.Command(testenv.Binary(t), "queen", "--addr", addr, "--heartbeat-interval", "1s")
-	cmd.Env = append(cmd.Environ(), "BEEKEEPER_QUEEN_TOKEN=s3cret")
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("queen output:\n%s", out.String())
-		}
-	})
+	t.Setenv("BEEKEEPER_QUEEN_TOKEN", "s3cret") // the child inherits it
+	queen := testenv.StartProcess(t, "queen", "--addr", addr, "--heartbeat-interval", "1s")
 	base := "http://" + addr
 	waitFor(t, 10*time.Second, "the queen's /health", func() bool {
 		resp, err := http.Get(base + wire.PathHealth)
@@ -373,16 +308,9 @@ func TestQueenCommandShutsDownOnSIGTERM(t *testing.T) {
 	defer resp.Body.Close()
 
 	start := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("exit: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("queen did not exit within 10 s of SIGTERM")
+	queen.Signal(syscall.SIGTERM)
+	if code := queen.Wait(10 * time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM", code)
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("shutdown took %v with an open event stream", d)

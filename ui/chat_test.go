@@ -2,11 +2,7 @@ package ui
 
 import (
 	"context"
-	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -68,51 +64,13 @@ func (su *screenUI) waitUntil(t testing.TB, what string, timeout time.Duration, 
 }
 
 // startWorkerProcess runs a real `beekeeper worker` on the test model until the test ends.
-func startWorkerProcess(t testing.TB) (chat.Target, *exec.Cmd) {
+func startWorkerProcess(t testing.TB) (chat.Target, *testenv.Process) {
 	t.Helper()
-	port := testenv.FreePort(t)
-	cmd := exec.Command(testenv.Binary(t), "worker", "--model", testenv.Model(t), "--port", fmt.Sprint(port))
-	logf, err := os.Create(filepath.Join(t.TempDir(), "worker.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		logf.Close()
-	})
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if resp, err := http.Get(base + wire.PathHealth); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case <-exited:
-			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("worker exited before ready:\n%s", b)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("worker not ready within 30s")
-		}
-	}
-	return chat.Target{Kind: chat.TargetWorker, BaseURL: base, Model: wire.ModelName(testenv.Model(t)),
-		WorkerID: wire.WorkerID("llm", "127.0.0.1", port), ModelPath: testenv.Model(t)}, cmd
+	w := testenv.StartWorker(t)
+	t.Cleanup(func() { w.Stop(10 * time.Second) })
+	model := testenv.Model(t)
+	return chat.Target{Kind: chat.TargetWorker, BaseURL: w.URL, Model: wire.ModelName(model),
+		WorkerID: wire.WorkerID("llm", "127.0.0.1", w.Port), ModelPath: model}, w
 }
 
 func newTestChatView(t *testing.T, su *screenUI, store *chat.Store, targets ...chat.Target) *chatView {
@@ -216,7 +174,7 @@ func TestChatWorkerGoneOffersRespawn(t *testing.T) {
 	su.onUI(func() { v.useWorker(target.WorkerID) })
 	su.waitUntil(t, "a target", 5*time.Second, func() bool { return v.currentIndex() >= 0 })
 
-	_ = cmd.Process.Kill() // the worker dies under the user
+	_ = cmd.Cmd.Process.Kill() // the worker dies under the user
 	su.waitUntil(t, "the worker's port to close", 5*time.Second, func() bool {
 		resp, err := http.Get(target.BaseURL + wire.PathHealth)
 		if err == nil {

@@ -125,12 +125,12 @@ func median(d []time.Duration) time.Duration {
 // BenchmarkStreamVsInProcess measures the worker's streaming endpoint against the
 // in-process loop in the same run and reports the speed ratio and the TTFT difference.
 func BenchmarkStreamVsInProcess(b *testing.B) {
-	w := startWorker(b, "--threads", "1", "--ctx-size", "2048")
+	w := testenv.StartWorker(b, "--threads", "1", "--ctx-size", "2048")
 	ref := newReference(b)
 	body, _ := json.Marshal(map[string]any{"prompt": storyPrompt, "max_tokens": benchTokens,
 		"temperature": 0, "ignore_eos": true, "stream": true})
 	// One untimed round each: connections, caches and pages warm.
-	streamOnce(b, w.url, body)
+	streamOnce(b, w.URL, body)
 	ref.run(storyPrompt, benchTokens)
 
 	// Paired rounds, compared round by round: load from other processes on the machine
@@ -138,7 +138,7 @@ func BenchmarkStreamVsInProcess(b *testing.B) {
 	var wTTFT, wTotal, rTTFT, rTotal, ratios, extras []time.Duration
 	b.ResetTimer()
 	for b.Loop() {
-		wt1, wt2 := streamOnce(b, w.url, body)
+		wt1, wt2 := streamOnce(b, w.URL, body)
 		rt1, rt2 := ref.run(storyPrompt, benchTokens)
 		wTTFT, wTotal = append(wTTFT, wt1), append(wTotal, wt2)
 		rTTFT, rTotal = append(rTTFT, rt1), append(rTotal, rt2)
@@ -195,17 +195,17 @@ func BenchmarkStartToHealth(b *testing.B) {
 // BenchmarkRSS measures the worker's resident memory beyond the model file's size, after
 // it has served a generation.
 func BenchmarkRSS(b *testing.B) {
-	w := startWorker(b, "--threads", "1")
+	w := testenv.StartWorker(b, "--threads", "1")
 	body, _ := json.Marshal(map[string]any{"prompt": storyPrompt, "max_tokens": benchTokens,
 		"temperature": 0, "ignore_eos": true, "stream": true})
-	streamOnce(b, w.url, body)
+	streamOnce(b, w.URL, body)
 	fi, err := os.Stat(testenv.Model(b))
 	if err != nil {
 		b.Fatal(err)
 	}
 	var st procStatus
 	for b.Loop() {
-		st = readStatus(b, w.cmd.Process.Pid)
+		st = readStatus(b, w.Cmd.Process.Pid)
 	}
 	mb := func(kb int64) float64 { return float64(kb) / 1024 }
 	b.ReportMetric(mb(st["VmRSS"]), "rss_MB")

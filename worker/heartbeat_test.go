@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beekeeper-hive/beekeeper/internal/testenv"
+
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
@@ -138,12 +140,12 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 // payload, heartbeats at the Queen's interval with the token, and says goodbye on SIGTERM.
 func TestHeartbeatAdoptionAndSelfRegistration(t *testing.T) {
 	q := newQueenPeer(t, "tok")
-	w := startWorker(t, "--api-token", "tok", "--spawned-by", "gui")
+	w := testenv.StartWorker(t, "--api-token", "tok", "--spawned-by", "gui")
 	if regs, beats := q.snapshot(); regs != 0 || beats != 0 {
 		t.Fatalf("a Queenless worker sent %d registrations, %d heartbeats", regs, beats)
 	}
 
-	req, _ := http.NewRequest(http.MethodGet, w.url+wire.PathCapabilities+"?queen_url="+q.url(), nil)
+	req, _ := http.NewRequest(http.MethodGet, w.URL+wire.PathCapabilities+"?queen_url="+q.url(), nil)
 	req.Header.Set("Authorization", "Bearer tok")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -165,7 +167,7 @@ func TestHeartbeatAdoptionAndSelfRegistration(t *testing.T) {
 	hb := q.beats[0]
 	badAuth := q.badAuth
 	q.mu.Unlock()
-	want := wire.RegisterRequest{WorkerID: caps.WorkerID, Hostname: "127.0.0.1", Port: w.port, WorkerType: "llm", Model: "stories260K", SpawnedBy: "gui"}
+	want := wire.RegisterRequest{WorkerID: caps.WorkerID, Hostname: "127.0.0.1", Port: w.Port, WorkerType: "llm", Model: "stories260K", SpawnedBy: "gui"}
 	if reg != want {
 		t.Fatalf("self-registration %+v, want %+v", reg, want)
 	}
@@ -176,8 +178,8 @@ func TestHeartbeatAdoptionAndSelfRegistration(t *testing.T) {
 		t.Fatalf("5 heartbeats in %s: the Queen's 200 ms interval was not followed", elapsed)
 	}
 
-	w.signal(syscall.SIGTERM)
-	if code := w.wait(5 * time.Second); code != 0 {
+	w.Signal(syscall.SIGTERM)
+	if code := w.Wait(5 * time.Second); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
 	q.mu.Lock()
@@ -192,15 +194,15 @@ func TestHeartbeatAdoptionAndSelfRegistration(t *testing.T) {
 // everything), the worker registers itself again and resumes heartbeats.
 func TestHeartbeatQueenDown(t *testing.T) {
 	q := newQueenPeer(t, "")
-	w := startWorker(t, "--queen-url", q.url())
+	w := testenv.StartWorker(t, "--queen-url", q.url())
 	waitFor(t, "registration and heartbeats", 10*time.Second, func() bool {
 		regs, beats := q.snapshot()
 		return regs == 1 && beats >= 2
 	})
 
 	q.stop()
-	w.waitLog("queen unreachable", 10*time.Second)
-	status, body := post(t, w.url+wire.PathCompletions, map[string]any{"prompt": storyPrompt, "max_tokens": 5})
+	w.WaitOutput("queen unreachable", 10*time.Second)
+	status, body := post(t, w.URL+wire.PathCompletions, map[string]any{"prompt": storyPrompt, "max_tokens": 5})
 	if status != 200 {
 		t.Fatalf("worker stopped serving without its Queen: %d %s", status, body)
 	}
@@ -211,17 +213,17 @@ func TestHeartbeatQueenDown(t *testing.T) {
 		regs, beats := q.snapshot()
 		return regs == regsBefore+1 && beats >= beatsBefore+2
 	})
-	w.waitLog("queen reachable again", 5*time.Second)
+	w.WaitOutput("queen reachable again", 5*time.Second)
 }
 
 // TestHeartbeatMovesToNewQueen: a worker adopted by a second Queen tells the first one it
 // left and heartbeats only to the second, so neither Queen keeps a stale record.
 func TestHeartbeatMovesToNewQueen(t *testing.T) {
 	first, second := newQueenPeer(t, ""), newQueenPeer(t, "")
-	w := startWorker(t, "--queen-url", first.url())
+	w := testenv.StartWorker(t, "--queen-url", first.url())
 	waitFor(t, "heartbeats at the first queen", 10*time.Second, func() bool { _, beats := first.snapshot(); return beats >= 1 })
 
-	resp, err := http.Get(w.url + wire.PathCapabilities + "?queen_url=" + second.url())
+	resp, err := http.Get(w.URL + wire.PathCapabilities + "?queen_url=" + second.url())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,10 +24,10 @@ const storyPrompt = "Once upon a time"
 
 // TestAPI drives one real worker through the whole OpenAI-compatible surface.
 func TestAPI(t *testing.T) {
-	w := startWorker(t)
+	w := testenv.StartWorker(t)
 
 	t.Run("health and models", func(t *testing.T) {
-		resp, err := http.Get(w.url + wire.PathHealth)
+		resp, err := http.Get(w.URL + wire.PathHealth)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -37,7 +37,7 @@ func TestAPI(t *testing.T) {
 		if resp.StatusCode != 200 || h.Status != wire.HealthOK {
 			t.Fatalf("health %d %+v", resp.StatusCode, h)
 		}
-		resp, err = http.Get(w.url + wire.PathModels)
+		resp, err = http.Get(w.URL + wire.PathModels)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -50,7 +50,7 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("capabilities", func(t *testing.T) {
-		resp, err := http.Get(w.url + wire.PathCapabilities)
+		resp, err := http.Get(w.URL + wire.PathCapabilities)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,7 +59,7 @@ func TestAPI(t *testing.T) {
 		if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
 			t.Fatal(err)
 		}
-		want := wire.WorkerID("llm", "127.0.0.1", w.port)
+		want := wire.WorkerID("llm", "127.0.0.1", w.Port)
 		if c.WorkerID != want || c.Model != "stories260K" || c.ContextLength != 2048 || c.Parallel != 1 ||
 			c.Backend != "llama.cpp" || c.Version != wire.Version || c.StartedAt.IsZero() || c.QueenURL != "" {
 			t.Fatalf("capabilities %+v (want id %s)", c, want)
@@ -67,7 +67,7 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("chat stream format line by line", func(t *testing.T) {
-		status, body := post(t, w.url+wire.PathChat, map[string]any{
+		status, body := post(t, w.URL+wire.PathChat, map[string]any{
 			"model": "stories260K", "messages": []wire.ChatMessage{{Role: "user", Content: "Tell me a story."}},
 			"stream": true, "stream_options": map[string]bool{"include_usage": true}, "max_tokens": 12,
 			"temperature": 0, "ignore_eos": true,
@@ -111,7 +111,7 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("non-streaming chat", func(t *testing.T) {
-		status, body := post(t, w.url+wire.PathChat, map[string]any{
+		status, body := post(t, w.URL+wire.PathChat, map[string]any{
 			"messages":   []wire.ChatMessage{{Role: "system", Content: "You tell stories."}, {Role: "user", Content: "Tell me a story."}},
 			"max_tokens": 20, "temperature": 0,
 		})
@@ -134,7 +134,7 @@ func TestAPI(t *testing.T) {
 		for k, v := range extra {
 			req[k] = v
 		}
-		status, body := post(t, w.url+wire.PathCompletions, req)
+		status, body := post(t, w.URL+wire.PathCompletions, req)
 		if status != 200 {
 			t.Fatalf("status %d: %s", status, body)
 		}
@@ -151,7 +151,7 @@ func TestAPI(t *testing.T) {
 		if a != b || !strings.Contains(a, "Lily") {
 			t.Fatalf("greedy runs differ or are not the known story:\n%q\n%q", a, b)
 		}
-		status, body := post(t, w.url+wire.PathCompletions, map[string]any{"prompt": storyPrompt, "max_tokens": 80, "temperature": 0, "stream": true})
+		status, body := post(t, w.URL+wire.PathCompletions, map[string]any{"prompt": storyPrompt, "max_tokens": 80, "temperature": 0, "stream": true})
 		if status != 200 {
 			t.Fatalf("status %d: %s", status, body)
 		}
@@ -198,7 +198,7 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("max_tokens gives finish_reason length", func(t *testing.T) {
-		status, body := post(t, w.url+wire.PathCompletions, map[string]any{"prompt": storyPrompt, "max_tokens": 7, "temperature": 0})
+		status, body := post(t, w.URL+wire.PathCompletions, map[string]any{"prompt": storyPrompt, "max_tokens": 7, "temperature": 0})
 		c := decode[wire.Completion](t, body)
 		if status != 200 || *c.Choices[0].FinishReason != wire.FinishLength || c.Usage.CompletionTokens != 7 {
 			t.Fatalf("status %d: %s", status, body)
@@ -228,14 +228,14 @@ func TestAPI(t *testing.T) {
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				status, body := post(t, w.url+tc.path, tc.body)
+				status, body := post(t, w.URL+tc.path, tc.body)
 				e := wantError(t, status, body, tc.status, tc.code)
 				if !strings.Contains(e.Message, tc.detail) {
 					t.Fatalf("message %q does not mention %q", e.Message, tc.detail)
 				}
 			})
 		}
-		_, body := post(t, w.url+wire.PathCompletions, map[string]any{"prompt": long})
+		_, body := post(t, w.URL+wire.PathCompletions, map[string]any{"prompt": long})
 		if detail := decode[wire.ErrorBody](t, body).Error; !strings.Contains(detail.Message, "tokens but the context holds 2048") ||
 			detail.ContextLength != 2048 || detail.PromptTokens < 2048 {
 			t.Fatalf("the context error must give both numbers, in the message and the fields: %+v", detail)
@@ -269,9 +269,9 @@ func openStream(t *testing.T, ctx context.Context, url string, body map[string]a
 var longGeneration = map[string]any{"prompt": storyPrompt, "max_tokens": 2000, "temperature": 0, "ignore_eos": true, "stream": true}
 
 func TestDisconnectCancelsGeneration(t *testing.T) {
-	w := startWorker(t)
+	w := testenv.StartWorker(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	resp, rd := openStream(t, ctx, w.url+wire.PathCompletions, longGeneration)
+	resp, rd := openStream(t, ctx, w.URL+wire.PathCompletions, longGeneration)
 	for i := 0; i < 6; i++ { // a few events: the generation runs
 		if _, err := rd.ReadString('\n'); err != nil {
 			t.Fatal(err)
@@ -280,7 +280,7 @@ func TestDisconnectCancelsGeneration(t *testing.T) {
 	cancel()
 	resp.Body.Close()
 
-	out := w.waitLog("client gone", 10*time.Second)
+	out := w.WaitOutput("client gone", 10*time.Second)
 	line := out[strings.Index(out, "client gone"):]
 	line = line[:strings.IndexByte(line, '\n')]
 	var n int
@@ -289,7 +289,7 @@ func TestDisconnectCancelsGeneration(t *testing.T) {
 	}
 	// The one slot is free again: the next request does not wait behind a ghost.
 	start := time.Now()
-	status, body := post(t, w.url+wire.PathCompletions, map[string]any{"prompt": storyPrompt, "max_tokens": 5})
+	status, body := post(t, w.URL+wire.PathCompletions, map[string]any{"prompt": storyPrompt, "max_tokens": 5})
 	if status != 200 {
 		t.Fatalf("next request: %d %s", status, body)
 	}
@@ -297,7 +297,7 @@ func TestDisconnectCancelsGeneration(t *testing.T) {
 }
 
 func TestBusyBeyondSlots(t *testing.T) {
-	w := startWorker(t, "--parallel", "1", "--queue", "1")
+	w := testenv.StartWorker(t, "--parallel", "1", "--queue", "1")
 	const clients = 6
 	var wg sync.WaitGroup
 	statuses := make([]int, clients)
@@ -307,7 +307,7 @@ func TestBusyBeyondSlots(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			req := map[string]any{"prompt": storyPrompt, "max_tokens": 1500, "temperature": 0, "ignore_eos": true, "stream": true}
-			status, body, err := tryPost(w.url+wire.PathCompletions, req)
+			status, body, err := tryPost(w.URL+wire.PathCompletions, req)
 			if err != nil {
 				body = []byte(err.Error())
 			}
@@ -343,8 +343,8 @@ func TestBusyBeyondSlots(t *testing.T) {
 }
 
 func TestSIGTERMDuringStream(t *testing.T) {
-	w := startWorker(t)
-	resp, rd := openStream(t, context.Background(), w.url+wire.PathCompletions, longGeneration)
+	w := testenv.StartWorker(t)
+	resp, rd := openStream(t, context.Background(), w.URL+wire.PathCompletions, longGeneration)
 	defer resp.Body.Close()
 	for i := 0; i < 6; i++ {
 		if _, err := rd.ReadString('\n'); err != nil {
@@ -352,7 +352,7 @@ func TestSIGTERMDuringStream(t *testing.T) {
 		}
 	}
 	sent := time.Now()
-	w.signal(syscall.SIGTERM)
+	w.Signal(syscall.SIGTERM)
 
 	var last, finish string
 	for {
@@ -370,16 +370,16 @@ func TestSIGTERMDuringStream(t *testing.T) {
 	if last != "data: "+wire.SSEDone || finish == "" {
 		t.Fatalf("stream did not end cleanly: finish %q, last %q", finish, last)
 	}
-	if code := w.wait(5 * time.Second); code != 0 {
+	if code := w.Wait(5 * time.Second); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM", code)
 	}
 	t.Logf("exited %s after SIGTERM", time.Since(sent))
 }
 
 func TestAPIToken(t *testing.T) {
-	w := startWorker(t, "--api-token", "s3cret")
+	w := testenv.StartWorker(t, "--api-token", "s3cret")
 	get := func(path string, header ...string) int {
-		req, _ := http.NewRequest(http.MethodGet, w.url+path, nil)
+		req, _ := http.NewRequest(http.MethodGet, w.URL+path, nil)
 		if len(header) > 0 {
 			req.Header.Set("Authorization", header[0])
 		}
@@ -404,9 +404,9 @@ func TestAPIToken(t *testing.T) {
 			t.Fatalf("%s with the token: %d", path, s)
 		}
 	}
-	status, body := post(t, w.url+wire.PathCompletions, map[string]any{"prompt": "a", "max_tokens": 2})
+	status, body := post(t, w.URL+wire.PathCompletions, map[string]any{"prompt": "a", "max_tokens": 2})
 	wantError(t, status, body, 401, wire.CodeUnauthorized)
-	if status, body := post(t, w.url+wire.PathCompletions, map[string]any{"prompt": "a", "max_tokens": 2}, "Authorization", "Bearer s3cret"); status != 200 {
+	if status, body := post(t, w.URL+wire.PathCompletions, map[string]any{"prompt": "a", "max_tokens": 2}, "Authorization", "Bearer s3cret"); status != 200 {
 		t.Fatalf("with token: %d %s", status, body)
 	}
 }
@@ -447,11 +447,11 @@ func TestStartupFailures(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := startProc(t, tc.args...)
-			if code := p.wait(10 * time.Second); code != tc.code {
-				t.Fatalf("exit code %d, want %d (%s):\n%s", code, tc.code, wire.ExitReason(tc.code), p.out.String())
+			p := testenv.StartProcess(t, append([]string{"worker"}, tc.args...)...)
+			if code := p.Wait(10 * time.Second); code != tc.code {
+				t.Fatalf("exit code %d, want %d (%s):\n%s", code, tc.code, wire.ExitReason(tc.code), p.Output())
 			}
-			if out := p.out.String(); !strings.Contains(out, tc.says) {
+			if out := p.Output(); !strings.Contains(out, tc.says) {
 				t.Fatalf("output does not say %q:\n%s", tc.says, out)
 			}
 		})
@@ -461,9 +461,9 @@ func TestStartupFailures(t *testing.T) {
 // TestParallelSlotsDoNotInterfere: with two slots, two greedy requests run at once and
 // each gets exactly the text it gets alone.
 func TestParallelSlotsDoNotInterfere(t *testing.T) {
-	w := startWorker(t, "--parallel", "2")
+	w := testenv.StartWorker(t, "--parallel", "2")
 	req := map[string]any{"prompt": storyPrompt, "max_tokens": 300, "temperature": 0, "ignore_eos": true}
-	_, alone := post(t, w.url+wire.PathCompletions, req)
+	_, alone := post(t, w.URL+wire.PathCompletions, req)
 	want := decode[wire.Completion](t, alone).Choices[0].Text
 	var wg sync.WaitGroup
 	bodies := make([][]byte, 2)
@@ -471,7 +471,7 @@ func TestParallelSlotsDoNotInterfere(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			status, body, err := tryPost(w.url+wire.PathCompletions, req)
+			status, body, err := tryPost(w.URL+wire.PathCompletions, req)
 			if err == nil && status == 200 {
 				bodies[i] = body
 			}
