@@ -434,17 +434,10 @@ func (v *chatView) sendInput() {
 	if text == "" {
 		return
 	}
-	t, ok := v.currentTarget()
+	t, ok := v.applySettings()
 	if !ok {
-		v.u.showError(&formError{"Target", "choose a worker or the Queen first"})
 		return
 	}
-	p, err := v.readParams()
-	if err != nil {
-		v.u.showError(err)
-		return
-	}
-	v.conv.Target, v.conv.Params, v.conv.SystemPrompt = t, p, v.system.Text
 	v.conv.Messages = append(v.conv.Messages, chat.Message{Role: "user", Content: text, At: time.Now()})
 	v.conv.AutoTitle()
 	v.addView(len(v.conv.Messages) - 1)
@@ -453,22 +446,32 @@ func (v *chatView) sendInput() {
 	v.generate(t)
 }
 
+// applySettings copies the chosen target, parameters and system prompt into the
+// conversation; on a missing target or a bad parameter it shows why and reports false.
+func (v *chatView) applySettings() (chat.Target, bool) {
+	t, ok := v.currentTarget()
+	if !ok {
+		v.u.showError(&formError{"Target", "choose a worker or the Queen first"})
+		return chat.Target{}, false
+	}
+	p, err := v.readParams()
+	if err != nil {
+		v.u.showError(err)
+		return chat.Target{}, false
+	}
+	v.conv.Target, v.conv.Params, v.conv.SystemPrompt = t, p, v.system.Text
+	return t, true
+}
+
 // regenerate drops the last answer and asks again.
 func (v *chatView) regenerate() {
 	if v.cancel != nil || len(v.conv.Messages) == 0 || v.conv.Messages[len(v.conv.Messages)-1].Role != "assistant" {
 		return
 	}
-	t, ok := v.currentTarget()
+	t, ok := v.applySettings()
 	if !ok {
-		v.u.showError(&formError{"Target", "choose a worker or the Queen first"})
 		return
 	}
-	p, err := v.readParams()
-	if err != nil {
-		v.u.showError(err)
-		return
-	}
-	v.conv.Target, v.conv.Params, v.conv.SystemPrompt = t, p, v.system.Text
 	last := len(v.conv.Messages) - 1
 	v.conv.Messages = v.conv.Messages[:last]
 	v.msgs.Remove(v.views[last].box)

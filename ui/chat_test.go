@@ -49,18 +49,7 @@ func (su *screenUI) onUI(f func()) { su.do(f) }
 // waitUntil polls cond on the UI thread until it holds or the deadline passes.
 func (su *screenUI) waitUntil(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		var ok bool
-		su.onUI(func() { ok = cond() })
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
-	}
+	pollUI(t, su.onUI, what, timeout, cond)
 }
 
 // startWorkerProcess runs a real `beekeeper worker` on the test model until the test ends.

@@ -79,17 +79,24 @@ func newTestUI(t *testing.T) *testUI {
 // waitFor polls cond on the UI thread until it holds or the deadline passes.
 func (tu *testUI) waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
+	pollUI(t, tu.onUI, what, timeout, cond)
+}
+
+// pollUI polls cond through onUI (so it may read widgets) until it holds or the deadline
+// passes.
+func pollUI(t testing.TB, onUI func(func()), what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		var ok bool
-		tu.onUI(func() { ok = cond() })
+		onUI(func() { ok = cond() })
 		if ok {
 			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
-		time.Sleep(20 * time.Millisecond) // poll interval, not synchronisation
+		time.Sleep(10 * time.Millisecond) // poll interval, not synchronisation
 	}
 }
 
