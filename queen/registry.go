@@ -37,7 +37,6 @@ type registry struct {
 	workers map[string]*record
 	subs    map[*subscriber]struct{}
 	closed  bool
-	next    uint64 // round-robin tie breaker for routing
 	gens    uint64 // registration generations, unique across records
 }
 
