@@ -90,15 +90,22 @@ func (r *reference) run(prompt string, n int) (ttft, total time.Duration) {
 	return ttft, time.Since(start)
 }
 
-// streamOnce sends one streaming completion and returns the time to the first text event
-// and to [DONE].
-func streamOnce(b *testing.B, url string, body []byte) (ttft, total time.Duration) {
+// requestOnce sends one completion request and returns the time to the first text event
+// (streamed; for a whole answer: to the answer) and to the end of the answer.
+func requestOnce(b *testing.B, url string, body []byte, stream bool) (ttft, total time.Duration) {
 	start := time.Now()
 	resp, err := http.Post(url+wire.PathCompletions, "application/json", bytes.NewReader(body))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if !stream {
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil || resp.StatusCode != http.StatusOK {
+			b.Fatalf("status %d, read: %v", resp.StatusCode, err)
+		}
+		total = time.Since(start)
+		return total, total
+	}
 	rd := bufio.NewReaderSize(resp.Body, 64<<10)
 	for {
 		line, err := rd.ReadSlice('\n')
@@ -122,36 +129,62 @@ func median(d []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-// BenchmarkStreamVsInProcess measures the worker's streaming endpoint against the
-// in-process loop in the same run and reports the speed ratio and the TTFT difference.
+// BenchmarkStreamVsInProcess measures the worker against the in-process loop in the same
+// run: each round runs a streaming request, a whole (non-streaming) request and the
+// in-process loop, and reports the median speed ratios and the TTFT difference. The whole
+// answer's ratio isolates the cost of delivering every token as its own event.
 func BenchmarkStreamVsInProcess(b *testing.B) {
 	w := testenv.StartWorker(b, "--threads", "1", "--ctx-size", "2048")
 	ref := newReference(b)
-	body, _ := json.Marshal(map[string]any{"prompt": storyPrompt, "max_tokens": benchTokens,
-		"temperature": 0, "ignore_eos": true, "stream": true})
+	body := func(stream bool) []byte {
+		data, _ := json.Marshal(map[string]any{"prompt": storyPrompt, "max_tokens": benchTokens,
+			"temperature": 0, "ignore_eos": true, "stream": stream})
+		return data
+	}
+	streamBody, wholeBody := body(true), body(false)
 	// One untimed round each: connections, caches and pages warm.
-	streamOnce(b, w.URL, body)
+	requestOnce(b, w.URL, streamBody, true)
+	requestOnce(b, w.URL, wholeBody, false)
 	ref.run(storyPrompt, benchTokens)
 
-	// Paired rounds, compared round by round: load from other processes on the machine
-	// shifts both sides of a pair alike.
-	var wTTFT, wTotal, rTTFT, rTotal, ratios, extras []time.Duration
+	// Rounds compared within themselves and summarised by medians: load from other
+	// processes on the machine shifts all sides of a round alike, and a disturbed round
+	// moves a median by one place at most. The order rotates, so no side always inherits
+	// another's warm caches.
+	var sTTFT, sTotal, wTotal, rTTFT, rTotal, sRatios, wRatios, extras []time.Duration
+	ratio := func(ref, worker time.Duration) time.Duration { // as a Duration, to reuse median
+		return time.Duration(float64(ref) / float64(worker) * 1e6)
+	}
+	round := 0
 	b.ResetTimer()
 	for b.Loop() {
-		wt1, wt2 := streamOnce(b, w.URL, body)
-		rt1, rt2 := ref.run(storyPrompt, benchTokens)
-		wTTFT, wTotal = append(wTTFT, wt1), append(wTotal, wt2)
+		var st1, st2, wt, rt1, rt2 time.Duration
+		for i := range 3 {
+			switch (round + i) % 3 {
+			case 0:
+				st1, st2 = requestOnce(b, w.URL, streamBody, true)
+			case 1:
+				_, wt = requestOnce(b, w.URL, wholeBody, false)
+			case 2:
+				rt1, rt2 = ref.run(storyPrompt, benchTokens)
+			}
+		}
+		round++
+		sTTFT, sTotal, wTotal = append(sTTFT, st1), append(sTotal, st2), append(wTotal, wt)
 		rTTFT, rTotal = append(rTTFT, rt1), append(rTotal, rt2)
 		// speed ratio = worker tok/s over in-process tok/s = in-process time over worker time
-		ratios = append(ratios, time.Duration(float64(rt2)/float64(wt2)*1e6))
-		extras = append(extras, wt1-rt1)
+		sRatios, wRatios = append(sRatios, ratio(rt2, st2)), append(wRatios, ratio(rt2, wt))
+		extras = append(extras, st1-rt1)
 	}
 	b.StopTimer()
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	b.ReportMetric(float64(benchTokens)/median(wTotal).Seconds(), "worker_tok/s")
-	b.ReportMetric(float64(benchTokens)/median(rTotal).Seconds(), "inproc_tok/s")
-	b.ReportMetric(float64(median(ratios))/1e6, "speed_ratio")
-	b.ReportMetric(ms(median(wTTFT)), "worker_ttft_ms")
+	tokPerSec := func(d time.Duration) float64 { return float64(benchTokens) / d.Seconds() }
+	b.ReportMetric(tokPerSec(median(sTotal)), "worker_tok/s")
+	b.ReportMetric(tokPerSec(median(wTotal)), "whole_tok/s")
+	b.ReportMetric(tokPerSec(median(rTotal)), "inproc_tok/s")
+	b.ReportMetric(float64(median(sRatios))/1e6, "speed_ratio")
+	b.ReportMetric(float64(median(wRatios))/1e6, "whole_speed_ratio")
+	b.ReportMetric(ms(median(sTTFT)), "worker_ttft_ms")
 	b.ReportMetric(ms(median(rTTFT)), "inproc_ttft_ms")
 	b.ReportMetric(ms(median(extras)), "ttft_extra_ms")
 }
@@ -198,7 +231,7 @@ func BenchmarkRSS(b *testing.B) {
 	w := testenv.StartWorker(b, "--threads", "1")
 	body, _ := json.Marshal(map[string]any{"prompt": storyPrompt, "max_tokens": benchTokens,
 		"temperature": 0, "ignore_eos": true, "stream": true})
-	streamOnce(b, w.URL, body)
+	requestOnce(b, w.URL, body, true)
 	fi, err := os.Stat(testenv.Model(b))
 	if err != nil {
 		b.Fatal(err)

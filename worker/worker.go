@@ -248,15 +248,8 @@ func (w *Worker) load() error {
 	w.engine.Store(e)
 	w.log.Info("ready", "url", "http://"+net.JoinHostPort(w.cfg.AdvertiseHost, strconv.Itoa(w.cfg.Port)),
 		"model", w.modelName, "ctx_size", e.ContextSize(), "parallel", e.Parallel(),
-		"chat_template", templateName(e), "load_ms", time.Since(start).Milliseconds())
+		"chat_template", e.ChatTemplate(), "load_ms", time.Since(start).Milliseconds())
 	return nil
-}
-
-func templateName(e *engine.Engine) string {
-	if e.HasTemplate() {
-		return "model"
-	}
-	return "fallback"
 }
 
 // shutdown ends generations, tells the Queen the worker leaves and closes the server.

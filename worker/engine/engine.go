@@ -63,15 +63,17 @@ type Config struct {
 
 // Engine is a loaded model with its slots. Its methods are safe for concurrent use.
 type Engine struct {
-	model     llama.Model
-	vocab     llama.Vocab
-	bos       llama.Token
-	template  string // the model's own chat template; "" = the fallback transcript
-	ctxSize   int
-	nBatch    int
-	parallel  int
-	queueMax  int32
-	modelSize int64
+	model    llama.Model
+	vocab    llama.Vocab
+	bos      llama.Token
+	template string // the model's own chat template; "" = the fallback transcript
+	// templateUnusable: the model declares a template llama.cpp cannot apply (Jinja-only).
+	templateUnusable bool
+	ctxSize          int
+	nBatch           int
+	parallel         int
+	queueMax         int32
+	modelSize        int64
 
 	slots   chan *Slot
 	all     []*Slot
@@ -128,12 +130,20 @@ func Load(cfg Config) (*Engine, error) {
 	e := &Engine{
 		model:     model,
 		vocab:     llama.ModelGetVocab(model),
-		template:  llama.ModelChatTemplate(model, ""),
 		parallel:  max(cfg.Parallel, 1),
 		queueMax:  int32(max(cfg.Queue, 0)),
 		modelSize: fi.Size(),
 	}
 	e.bos = llama.VocabBOS(e.vocab)
+	// Probe the model's template once, so an unusable one is known (and logged) at load
+	// rather than silently replaced on every request.
+	if tmpl := llama.ModelChatTemplate(model, ""); tmpl != "" {
+		if _, ok := applyTemplate(tmpl, []Message{{Role: "user", Content: "hi"}}); ok {
+			e.template = tmpl
+		} else {
+			e.templateUnusable = true
+		}
+	}
 	e.ctxSize = cfg.CtxSize
 	if e.ctxSize <= 0 {
 		e.ctxSize = min(int(llama.ModelNCtxTrain(model)), DefaultCtxSize)
@@ -204,8 +214,26 @@ func (e *Engine) Queued() int { return int(e.waiting.Load()) }
 // ModelSize is the model file's size in bytes.
 func (e *Engine) ModelSize() int64 { return e.modelSize }
 
-// HasTemplate reports whether the model brings its own chat template.
-func (e *Engine) HasTemplate() bool { return e.template != "" }
+// Chat template sources, as ChatTemplate reports them.
+const (
+	TemplateModel    = "model"    // the model's own template, applied by llama.cpp
+	TemplateFallback = "fallback" // the model has none: the fallback transcript
+	// TemplateUnusable: the model's template is one llama.cpp cannot apply (Jinja-only),
+	// so chats get the fallback transcript.
+	TemplateUnusable = "fallback (the model's template is not one llama.cpp can apply)"
+)
+
+// ChatTemplate says which prompt format chats get: TemplateModel, TemplateFallback or
+// TemplateUnusable.
+func (e *Engine) ChatTemplate() string {
+	switch {
+	case e.template != "":
+		return TemplateModel
+	case e.templateUnusable:
+		return TemplateUnusable
+	}
+	return TemplateFallback
+}
 
 // Acquire takes a free slot, waiting in the bounded queue when none is free. It returns
 // ErrBusy at once when the queue is full, and ctx's error when ctx ends first.
