@@ -121,22 +121,43 @@ func (a *App) Settings() Settings {
 	return a.settings
 }
 
-// SaveSettings validates and persists s. The Queen fields are kept as they are: the
-// Queen screen changes them through SetQueen. Port range and runtime folder take effect
-// for workers spawned after the next start of the app.
+// SaveSettings validates s, puts the port range and the runtime folder in effect at
+// once (the next spawn uses them; running workers keep theirs) and persists s. A value
+// the hive refuses (a folder without the llama.cpp library) changes nothing. The Queen
+// fields are kept as they are: the Queen screen changes them through SetQueen. The
+// heartbeat interval applies from the next start of the embedded Queen; stop-on-quit is
+// read when the app closes.
 func (a *App) SaveSettings(s Settings) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
+	if err := a.applySettings(s); err != nil {
+		return err
+	}
+	a.log.Info("settings saved", "ports", fmt.Sprintf("%d-%d", s.PortMin, s.PortMax), "llama_lib", s.LlamaLib)
+	a.changed()
+	return nil
+}
+
+// applySettings hands the hive its part of s and stores s (all or nothing).
+func (a *App) applySettings(s Settings) error {
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	cur := a.settings
+	if s.LlamaLib != cur.LlamaLib {
+		if err := a.hive.SetLlamaLib(s.LlamaLib); err != nil {
+			return &SettingsError{Field: "llama.cpp runtime folder",
+				Problem: "no llama.cpp library there: choose the folder holding libllama, or leave it empty for the installed runtime", Err: err}
+		}
+	}
+	if err := a.hive.SetPortRange(s.PortMin, s.PortMax); err != nil {
+		_ = a.hive.SetLlamaLib(cur.LlamaLib) // it was accepted before: all or nothing
+		return &SettingsError{Field: "port range", Problem: "the hive refused it", Err: err}
+	}
 	s.QueenMode, s.EmbeddedAddr, s.EmbeddedToken = cur.QueenMode, cur.EmbeddedAddr, cur.EmbeddedToken
 	s.RemoteURL, s.RemoteToken, s.RecentModels = cur.RemoteURL, cur.RemoteToken, cur.RecentModels
 	a.settings = s
 	s.Save(a.cfg.Prefs)
-	a.mu.Unlock()
-	a.log.Info("settings saved")
-	a.changed()
 	return nil
 }
 

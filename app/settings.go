@@ -105,33 +105,42 @@ func LoadSettings(p fyne.Preferences) Settings {
 	return s
 }
 
-// SettingsError names the field that is wrong and what it must be.
+// SettingsError names the field that is wrong and what it must be; Err is the cause
+// when a part of the app refused the value (e.g. hive.ErrRuntimeMissing).
 type SettingsError struct {
 	Field, Problem string
+	Err            error
 }
 
-func (e *SettingsError) Error() string { return fmt.Sprintf("setting %s: %s", e.Field, e.Problem) }
+func (e *SettingsError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("setting %s: %s: %v", e.Field, e.Problem, e.Err)
+	}
+	return fmt.Sprintf("setting %s: %s", e.Field, e.Problem)
+}
+
+func (e *SettingsError) Unwrap() error { return e.Err }
 
 // Validate checks the settings, naming the field and the fix.
 func (s Settings) Validate() error {
 	switch {
 	case s.PortMin < 1 || s.PortMin > 65535:
-		return &SettingsError{"port range", "the first port must be between 1 and 65535"}
+		return &SettingsError{Field: "port range", Problem: "the first port must be between 1 and 65535"}
 	case s.PortMax < 1 || s.PortMax > 65535:
-		return &SettingsError{"port range", "the last port must be between 1 and 65535"}
+		return &SettingsError{Field: "port range", Problem: "the last port must be between 1 and 65535"}
 	case s.PortMin > s.PortMax:
-		return &SettingsError{"port range", "the first port must not be above the last"}
+		return &SettingsError{Field: "port range", Problem: "the first port must not be above the last"}
 	case s.HeartbeatInterval < 100*time.Millisecond || s.HeartbeatInterval > 10*time.Minute:
-		return &SettingsError{"heartbeat interval", "must be between 100ms and 10m, e.g. 5s"}
+		return &SettingsError{Field: "heartbeat interval", Problem: "must be between 100ms and 10m, e.g. 5s"}
 	case s.ModelsFolder != "" && !filepath.IsAbs(s.ModelsFolder):
-		return &SettingsError{"models folder", "must be an absolute path"}
+		return &SettingsError{Field: "models folder", Problem: "must be an absolute path"}
 	case s.LlamaLib != "" && !filepath.IsAbs(s.LlamaLib):
-		return &SettingsError{"llama.cpp runtime folder", "must be an absolute path, or empty for the installed runtime"}
+		return &SettingsError{Field: "llama.cpp runtime folder", Problem: "must be an absolute path, or empty for the installed runtime"}
 	}
 	switch s.QueenMode {
 	case QueenOff, QueenEmbedded, QueenRemote:
 	default:
-		return &SettingsError{"Queen mode", "must be off, embedded or remote"}
+		return &SettingsError{Field: "Queen mode", Problem: "must be off, embedded or remote"}
 	}
 	return nil
 }

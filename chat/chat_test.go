@@ -88,8 +88,35 @@ func TestContextExceededIsTyped(t *testing.T) {
 	if !errors.As(err, &ce) {
 		t.Fatalf("over-long prompt gave %v, want *ContextExceededError", err)
 	}
-	if ce.Over() < 0 {
-		t.Fatalf("Over() = %d", ce.Over())
+	// The worker's context is the model's 2048 tokens; the prompt is well beyond it.
+	if ce.ContextLength != 2048 || ce.PromptTokens <= 2048 || ce.Over() != ce.PromptTokens-2048 {
+		t.Fatalf("context exceeded with prompt %d, context %d, over %d: want the worker's figures", ce.PromptTokens, ce.ContextLength, ce.Over())
+	}
+	kind, msg := Explain(err, target)
+	want := fmt.Sprintf("%d tokens longer than the model's context of 2048 tokens", ce.Over())
+	if kind != ErrContextExceeded || !strings.Contains(msg, want) || !strings.Contains(msg, "new chat") {
+		t.Fatalf("Explain = %s, %q; want context_exceeded saying %q and the new-chat way out", kind, msg, want)
+	}
+}
+
+func TestExplainContextExceededSaysByHowMuch(t *testing.T) {
+	decode := func(e *wire.APIError) error { return classify(e) }
+	cases := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"over by 52", decode(wire.ContextExceeded(2100, 2048)), "52 tokens longer than the model's context of 2048 tokens"},
+		{"exactly full", decode(wire.ContextExceeded(2048, 2048)), "fills the model's whole context of 2048 tokens"},
+		{"figures unknown", decode(wire.NewError(400, wire.CodeContextExceeded, "too long")), "longer than the model's context (too long)"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			kind, msg := Explain(tc.err, Target{Kind: TargetWorker})
+			if kind != ErrContextExceeded || !strings.Contains(msg, tc.want) || !strings.Contains(msg, "new chat") {
+				t.Fatalf("Explain = %s, %q; want context_exceeded with %q", kind, msg, tc.want)
+			}
+		})
 	}
 }
 

@@ -109,17 +109,24 @@ type ContextExceededError struct {
 	API           *wire.APIError
 }
 
-// Over is by how many tokens the prompt is too long (0 when unknown).
+// Known reports whether the server said both the prompt's and the context's size.
+func (e *ContextExceededError) Known() bool { return e.PromptTokens > 0 && e.ContextLength > 0 }
+
+// Over is by how many tokens the prompt is longer than the context (0 when unknown, or
+// when the prompt exactly fills the context and leaves no room for the answer).
 func (e *ContextExceededError) Over() int {
-	if e.PromptTokens == 0 || e.ContextLength == 0 {
+	if !e.Known() {
 		return 0
 	}
-	return e.PromptTokens - e.ContextLength
+	return max(e.PromptTokens-e.ContextLength, 0)
 }
 
 func (e *ContextExceededError) Error() string {
-	if n := e.Over(); n > 0 {
-		return fmt.Sprintf("the conversation is %d tokens longer than the model's context of %d: start a new chat or shorten it", n, e.ContextLength)
+	switch {
+	case e.Over() > 0:
+		return fmt.Sprintf("the conversation is %d tokens longer than the model's context of %d: start a new chat or shorten it", e.Over(), e.ContextLength)
+	case e.Known():
+		return fmt.Sprintf("the conversation fills the model's whole context of %d tokens, leaving no room for the answer: start a new chat or shorten it", e.ContextLength)
 	}
 	return "the conversation is longer than the model's context: start a new chat or shorten it (" + e.API.Detail.Message + ")"
 }

@@ -41,6 +41,9 @@ func Explain(err error, t Target) (ErrorKind, string) {
 		if n := ce.Over(); n > 0 {
 			return ErrContextExceeded, fmt.Sprintf("This conversation is %d tokens longer than the model's context of %d tokens. Start a new chat, or regenerate with a shorter history.", n, ce.ContextLength)
 		}
+		if ce.Known() {
+			return ErrContextExceeded, fmt.Sprintf("This conversation fills the model's whole context of %d tokens, leaving no room for the answer. Start a new chat.", ce.ContextLength)
+		}
 		return ErrContextExceeded, fmt.Sprintf("This conversation is longer than the model's context (%s). Start a new chat.", ce.API.Detail.Message)
 	case errors.As(err, &api):
 		switch {

@@ -25,6 +25,8 @@ var (
 	ErrNotFound  = localregistry.ErrNotFound
 	ErrStillLive = errors.New("worker is still running: stop it first")
 	ErrClosed    = errors.New("hive is closed")
+	// ErrBadPortRange is a port range that cannot be used (SetPortRange, Options).
+	ErrBadPortRange = errors.New("invalid port range")
 )
 
 // livenessEvery is how often workers we did not start (adopted) are checked: it bounds
@@ -70,8 +72,8 @@ func Open(opts Options) (*Hive, error) {
 	if opts.PortMax <= 0 {
 		opts.PortMax = wire.DefaultPortMax
 	}
-	if opts.PortMin > opts.PortMax {
-		return nil, fmt.Errorf("port range %d..%d is empty: PortMin must not exceed PortMax", opts.PortMin, opts.PortMax)
+	if err := validPortRange(opts.PortMin, opts.PortMax); err != nil {
+		return nil, err
 	}
 	if opts.SpawnedBy == "" {
 		opts.SpawnedBy = wire.SpawnedByGUI
@@ -153,7 +155,8 @@ func (h *Hive) checkAdopted(e Entry, full bool) {
 	if alive && full && e.State != StateStarting {
 		ctx, cancel := context.WithTimeout(h.ctx, 3*time.Second)
 		defer cancel()
-		switch caps, err := spawner.Capabilities(ctx, h.http, e.URL(), h.opts.QueenToken); {
+		_, token := h.syncer.Queen()
+		switch caps, err := spawner.Capabilities(ctx, h.http, e.URL(), token); {
 		case !spawner.Healthy(ctx, h.http, e.URL()):
 			alive, reason = false, "process runs but does not answer /health"
 		case err != nil:
@@ -183,9 +186,19 @@ func (h *Hive) markGone(id string, pid int, code *int, reason string) {
 	}
 	h.mu.Unlock()
 	_, err := h.reg.Modify(id, func(e *Entry) {
-		if e.PID != pid || !e.State.Live() {
+		if e.PID != pid {
 			return
 		}
+		if !e.State.Live() {
+			// Another hive on this registry (watching it as adopted) saw it go first and
+			// could not know the exit code; the parent's reap fills it in.
+			if code == nil || e.ExitCode != nil {
+				return
+			}
+			asked = asked || e.State == StateExited
+		}
+		// StateStopping is in the shared file: a stop asked by another hive counts too.
+		asked = asked || e.State == StateStopping
 		e.State = StateCrashed
 		if asked || (code != nil && *code == wire.ExitOK) {
 			e.State = StateExited
@@ -369,10 +382,11 @@ func (h *Hive) Spawn(ctx context.Context, req SpawnRequest, progress func(SpawnP
 		}
 		progress(p)
 	}
+	portMin, portMax := h.PortRange()
 	proc, err := h.sp.Start(ctx, spawner.Spec{
 		ModelPath: req.ModelPath, WorkerType: req.WorkerType,
 		CtxSize: req.CtxSize, Threads: req.Threads,
-		Port: req.Port, PortMin: h.opts.PortMin, PortMax: h.opts.PortMax,
+		Port: req.Port, PortMin: portMin, PortMax: portMax,
 		BindHost: bind, AdvertiseHost: advertise,
 		SpawnedBy: h.opts.SpawnedBy, QueenURL: queenURL, Token: token,
 	}, onProgress)
@@ -626,6 +640,51 @@ func (h *Hive) SetQueen(url, token string) error {
 	h.publish(Event{Kind: EventQueen})
 	return nil
 }
+
+// SetPortRange changes the ports automatic spawns pick from (0, 0 = the defaults
+// 8080..8200). It takes effect for the next spawn; running workers keep their ports.
+func (h *Hive) SetPortRange(min, max int) error {
+	if min == 0 && max == 0 {
+		min, max = wire.DefaultPortMin, wire.DefaultPortMax
+	}
+	if err := validPortRange(min, max); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.opts.PortMin, h.opts.PortMax = min, max
+	h.mu.Unlock()
+	return nil
+}
+
+// PortRange is the range automatic spawns pick from.
+func (h *Hive) PortRange() (min, max int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.opts.PortMin, h.opts.PortMax
+}
+
+func validPortRange(min, max int) error {
+	if min < 1 || max > 65535 || min > max {
+		return fmt.Errorf("%w: %d..%d: give 1 <= first port <= last port <= 65535", ErrBadPortRange, min, max)
+	}
+	return nil
+}
+
+// SetLlamaLib changes the llama.cpp library folder handed to workers spawned from now on
+// ("" = each worker locates the installed runtime). A folder without the library is
+// refused with an error matching ErrRuntimeMissing, and the previous folder stays.
+func (h *Hive) SetLlamaLib(dir string) error {
+	if err := h.sp.SetLlamaLib(dir); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.opts.LlamaLib = dir
+	h.mu.Unlock()
+	return nil
+}
+
+// LlamaLib is the llama.cpp library folder the next spawn hands its worker.
+func (h *Hive) LlamaLib() string { return h.sp.LlamaLib() }
 
 // QueenStatus is the hive's current view of its Queen.
 func (h *Hive) QueenStatus() QueenStatus {

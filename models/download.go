@@ -479,9 +479,11 @@ func (dl *Download) transfer(ctx context.Context) error {
 
 	switch resp.StatusCode {
 	case http.StatusOK:
-		have = 0 // the whole file: start over
-		if err := f.Truncate(0); err != nil {
-			return fmt.Errorf("truncate %s: %w", dl.part, err)
+		if have > 0 { // the whole file: start over
+			if err := f.Truncate(0); err != nil {
+				return fmt.Errorf("truncate %s: %w", dl.part, err)
+			}
+			have = 0
 		}
 		meta.Total = max(resp.ContentLength, 0)
 	case http.StatusPartialContent:

@@ -233,8 +233,29 @@ func (s *Syncer) RegisterNow(ctx context.Context, id string) error {
 		s.Trigger()
 		return err
 	}
+	s.undoIfGone(ctx, cur, id)
 	s.setSync(id, e.PID, syncStateFor(resp.State), cur.url, "")
 	return nil
+}
+
+// undoIfGone deregisters id again when its worker stopped while we were registering it
+// (a Stop deregisters first, then our registration lands): without this the Queen keeps
+// a ghost until the next full sync. A new live worker under the same id keeps it.
+func (s *Syncer) undoIfGone(ctx context.Context, t target, id string) {
+	if e, ok := s.cfg.Registry.Get(id); ok && e.State.Live() && e.State != localregistry.StateStopping {
+		return
+	}
+	if err := t.client.Deregister(ctx, id); err != nil {
+		s.cfg.Logger.Info("queen sync: withdraw a stopped worker's registration; the next sync retries", "worker", id, "err", err)
+		s.Trigger()
+	}
+}
+
+// stillGone reports whether id has no live worker in the registry now (not just in the
+// snapshot): a worker spawned again on the same port reuses the id.
+func (s *Syncer) stillGone(id string) bool {
+	e, ok := s.cfg.Registry.Get(id)
+	return !ok || !e.State.Live()
 }
 
 // DeregisterAt tells the Queen at url (the one the worker was registered with; "" = the
@@ -347,6 +368,7 @@ func (s *Syncer) SyncFull(ctx context.Context) {
 				next.Sync, next.SyncError = localregistry.SyncPending, err.Error()
 				pending++
 			} else {
+				s.undoIfGone(cctx, cur, e.ID)
 				next.Sync = syncStateFor(resp.State)
 				registered++
 			}
@@ -360,7 +382,7 @@ func (s *Syncer) SyncFull(ctx context.Context) {
 		if e.State.Live() || live[e.ID] {
 			continue
 		}
-		if w, ok := atQueen[e.ID]; ok && w.Hostname == e.AdvertiseHost && w.Port == e.Port {
+		if w, ok := atQueen[e.ID]; ok && w.Hostname == e.AdvertiseHost && w.Port == e.Port && s.stillGone(e.ID) {
 			if err := cur.client.Deregister(cctx, e.ID); err != nil && firstErr == nil {
 				firstErr = err
 			}

@@ -16,9 +16,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/beekeeper-hive/beekeeper/llamaruntime"
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
@@ -51,6 +53,9 @@ type Spec struct {
 type Spawner struct {
 	cfg  Config
 	http *http.Client
+
+	mu       sync.Mutex
+	llamaLib string // --llama-lib for the next start; changed by SetLlamaLib
 }
 
 // New returns a Spawner; it checks nothing until Start.
@@ -77,7 +82,39 @@ func New(cfg Config) (*Spawner, error) {
 	if err := os.MkdirAll(cfg.LogDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create log folder: %w", err)
 	}
-	return &Spawner{cfg: cfg, http: &http.Client{Timeout: 2 * time.Second}}, nil
+	return &Spawner{cfg: cfg, http: &http.Client{Timeout: 2 * time.Second}, llamaLib: cfg.LlamaLib}, nil
+}
+
+// SetLlamaLib changes the llama.cpp library folder handed to workers started from now
+// on ("" = each worker locates the runtime itself). Running workers keep theirs.
+func (s *Spawner) SetLlamaLib(dir string) error {
+	if err := ValidateLlamaLib(dir); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.llamaLib = dir
+	s.mu.Unlock()
+	return nil
+}
+
+// LlamaLib is the folder handed to the next worker ("" = the worker locates it).
+func (s *Spawner) LlamaLib() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.llamaLib
+}
+
+// ValidateLlamaLib checks that dir ("" is always fine) holds the llama.cpp library; the
+// error matches ErrRuntimeMissing and names the fix.
+func ValidateLlamaLib(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	if _, err := llamaruntime.Locate(dir); err != nil {
+		return fmt.Errorf("%w: %s holds no %s: choose the folder of a llama.cpp build, or leave it empty to use the installed runtime",
+			ErrRuntimeMissing, dir, llamaruntime.LibraryFile())
+	}
+	return nil
 }
 
 // Process is a worker this Spawner started; one goroutine waits for it and owns its exit.
@@ -176,22 +213,9 @@ func (s *Spawner) startOn(ctx context.Context, spec Spec, port int, progress fun
 		return nil, fmt.Errorf("start worker %s: %w", s.cfg.Binary, err)
 	}
 	logf.Close() // the child holds its own descriptor
-	p := &Process{
-		ID: id, Port: port, PID: cmd.Process.Pid, LogFile: logPath,
-		BindHost: spec.BindHost, Advertise: spec.AdvertiseHost,
-		cmd: cmd, done: make(chan struct{}), grace: s.cfg.StopGrace,
-	}
-	p.exitCode.Store(-1)
-	go func() { // owns the reap; exits when the process does
-		err := cmd.Wait()
-		code := cmd.ProcessState.ExitCode()
-		if err != nil && code < 0 {
-			code = -1
-		}
-		p.exitCode.Store(int64(code))
-		close(p.done)
-	}()
-	p.CreateTime, _ = CreateTime(p.PID)
+	p := track(cmd, s.cfg.StopGrace)
+	p.ID, p.Port, p.LogFile = id, port, logPath
+	p.BindHost, p.Advertise = spec.BindHost, spec.AdvertiseHost
 	progress(Progress{Phase: PhaseStarting, WorkerID: id, Port: port, PID: p.PID})
 
 	if err := s.waitReady(ctx, p, spec.Token, progress); err != nil {
@@ -200,6 +224,21 @@ func (s *Spawner) startOn(ctx context.Context, spec Spec, port int, progress fun
 	}
 	progress(Progress{Phase: PhaseReady, WorkerID: id, Port: port, PID: p.PID, Fraction: 1})
 	return p, nil
+}
+
+// track wraps a started child: one goroutine owns its reap and records the exit code.
+func track(cmd *exec.Cmd, grace time.Duration) *Process {
+	p := &Process{PID: cmd.Process.Pid, cmd: cmd, done: make(chan struct{}), grace: grace}
+	p.exitCode.Store(-1)
+	go func() { // owns the reap; exits when the process does
+		_ = cmd.Wait()
+		if cmd.ProcessState != nil {
+			p.exitCode.Store(int64(cmd.ProcessState.ExitCode())) // -1 for death by signal
+		}
+		close(p.done)
+	}()
+	p.CreateTime, _ = CreateTime(p.PID)
+	return p
 }
 
 func (s *Spawner) args(spec Spec, id string, port int) []string {
@@ -226,8 +265,8 @@ func (s *Spawner) args(spec Spec, id string, port int) []string {
 	if spec.Threads > 0 {
 		a = append(a, "--threads", strconv.Itoa(spec.Threads))
 	}
-	if s.cfg.LlamaLib != "" {
-		a = append(a, "--llama-lib", s.cfg.LlamaLib)
+	if lib := s.LlamaLib(); lib != "" {
+		a = append(a, "--llama-lib", lib)
 	}
 	return a
 }

@@ -383,13 +383,16 @@ func (v *chatView) useWorker(workerID string) {
 	if v.conv != nil && len(v.conv.Messages) > 0 && v.conv.Target.WorkerID != workerID {
 		v.startNew()
 	}
-	for _, t := range v.deps.targets() {
+	// Take the fresh list now: a worker spawned a moment ago must not show as "not
+	// running" until the background refresh lands.
+	v.targets = v.deps.targets()
+	for _, t := range v.targets {
 		if t.Kind == chat.TargetWorker && t.WorkerID == workerID {
 			v.conv.Target = t
 		}
 	}
-	v.refreshTargets()
 	v.renderTargets()
+	v.refreshTargets()
 }
 
 // currentTarget is the chosen target with its token (the stored one has none).
@@ -705,7 +708,7 @@ func newMessageView(v *chatView, m chat.Message) *messageView {
 	mv.errText.Hide()
 	mv.metrics.Hide()
 	if m.Role == "user" {
-		mv.body.Segments = []widget.RichTextSegment{&widget.TextSegment{Text: m.Content, Style: widget.RichTextStyleParagraph}}
+		mv.body.Segments = boundSegments([]widget.RichTextSegment{&widget.TextSegment{Text: m.Content, Style: widget.RichTextStyleParagraph}})
 		mv.body.Refresh()
 	} else {
 		mv.show(m)
@@ -717,7 +720,60 @@ func newMessageView(v *chatView, m chat.Message) *messageView {
 // setMarkdown repaints the streamed text so far.
 func (mv *messageView) setMarkdown(text string) {
 	mv.text = text
-	mv.body.ParseMarkdown(text)
+	mv.body.Segments = boundSegments(widget.NewRichTextFromMarkdown(text).Segments)
+	mv.body.Refresh()
+}
+
+// maxLineRunes bounds how long a line of one text segment may run before it is cut into
+// inline pieces. Fyne's word wrap measures the whole rest of a line for every row it
+// lays out, so a pasted 20,000-character paragraph took seconds (quadratic); pieces of
+// bounded length keep the cost linear and wrap the same.
+const maxLineRunes = 400
+
+// boundSegments cuts text segments with lines longer than maxLineRunes into pieces at
+// spaces: every piece but the last is inline, so they flow as one paragraph.
+func boundSegments(segs []widget.RichTextSegment) []widget.RichTextSegment {
+	out := make([]widget.RichTextSegment, 0, len(segs))
+	for _, seg := range segs {
+		ts, ok := seg.(*widget.TextSegment)
+		if !ok || len(ts.Text) <= maxLineRunes {
+			out = append(out, seg)
+			continue
+		}
+		pieces := splitLongLines(ts.Text, maxLineRunes)
+		for i, p := range pieces {
+			piece := &widget.TextSegment{Text: p, Style: ts.Style}
+			if i < len(pieces)-1 {
+				piece.Style.Inline = true
+			}
+			out = append(out, piece)
+		}
+	}
+	return out
+}
+
+// splitLongLines cuts text after a space once a line has run limit runes (or anywhere at
+// 2×limit when there is no space); the pieces concatenate back to text.
+func splitLongLines(text string, limit int) []string {
+	var pieces []string
+	start, run := 0, 0 // the piece's first byte; runes since the piece start or the last newline
+	for i, r := range text {
+		switch {
+		case r == '\n':
+			run = -1
+		case run >= 2*limit:
+			pieces = append(pieces, text[start:i])
+			start, run = i, 0
+		case r == ' ' && run >= limit:
+			pieces = append(pieces, text[start:i+1])
+			start, run = i+1, -1
+		}
+		run++
+	}
+	if start < len(text) || len(pieces) == 0 {
+		pieces = append(pieces, text[start:])
+	}
+	return pieces
 }
 
 // show paints a finished answer: text, metrics, and the error with its way out.

@@ -2,8 +2,11 @@ package ui
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,6 +18,7 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/beekeeper-hive/beekeeper/chat"
+	"github.com/beekeeper-hive/beekeeper/hive"
 	"github.com/beekeeper-hive/beekeeper/internal/testenv"
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
@@ -190,6 +194,145 @@ func TestChatWorkerGoneOffersRespawn(t *testing.T) {
 	})
 }
 
+// TestChatInsideAppWorkerThenQueen drives the whole app: a worker spawned through the
+// spawn dialog on the real hive, "open chat" from the Workers screen, a streamed answer;
+// then the embedded Queen switched on and the chat target "Queen · stories260K" answering
+// through the Queen's gateway.
+func TestChatInsideAppWorkerThenQueen(t *testing.T) {
+	tu := newTestUI(t)
+	tu.spawnViaDialog(t, testenv.Model(t))
+	tu.waitFor(t, "the spawned worker to be ready", 60*time.Second, func() bool {
+		return len(tu.workers.rows) == 1 && tu.workers.rows[0].state == hive.StateReady
+	})
+	id := tu.onlyRow(t).id
+	var v *chatView
+	tu.onUI(func() {
+		tu.openChat(id)
+		if tu.tabs.Selected() != tu.tabChat {
+			t.Fatalf("openChat selected tab %q, want Chat", tu.tabs.Selected().Text)
+		}
+		v = tu.tabChat.Content.(*chatView)
+		if v.conv.Target.WorkerID != id || v.conv.Target.Kind != chat.TargetWorker {
+			t.Fatalf("openChat(%s) targets %+v", id, v.conv.Target)
+		}
+	})
+	tu.waitFor(t, "the worker shown as reachable in the picker", 10*time.Second, func() bool {
+		return strings.HasPrefix(v.targetSel.Selected, id+" · stories260K · reachable")
+	})
+
+	ask := func(prompt string, want int) chat.Message {
+		t.Helper()
+		tu.onUI(func() {
+			v.temp.SetText("0")
+			v.maxTokens.SetText("24")
+			test.Type(v.input, prompt)
+			test.Tap(v.send)
+		})
+		tu.waitFor(t, "the answer to "+prompt, 30*time.Second, func() bool { return len(v.views) == want && v.cancel == nil })
+		var m chat.Message
+		tu.onUI(func() {
+			m = v.conv.Messages[want-1]
+			if shown := lastView(v).body.String(); m.Content == "" || !strings.Contains(shown, strings.TrimSpace(m.Content)[:10]) {
+				t.Fatalf("answer %q is not on screen (shows %q)", m.Content, shown)
+			}
+		})
+		if m.Error != "" || m.Metrics == nil || m.Metrics.CompletionTokens != 24 {
+			t.Fatalf("answer %+v, want 24 streamed tokens and no error", m)
+		}
+		return m
+	}
+	ask("Once upon a time", 2)
+
+	// The embedded Queen: the worker registers, the picker offers the Queen by model.
+	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	tu.onUI(func() {
+		tu.queen.addr.SetText(addr)
+		tu.queen.mode.SetSelected(modeLabels[1]) // Embedded dev Queen
+	})
+	queenLabel := "Queen · stories260K (any online worker) · reachable"
+	tu.waitFor(t, "the picker to offer the Queen's stories260K", 30*time.Second, func() bool {
+		for _, o := range v.targetSel.Options {
+			if o == queenLabel {
+				return true
+			}
+		}
+		return false
+	})
+	tu.onUI(func() { v.targetSel.SetSelected(queenLabel) })
+	queenURL := tu.core.QueenState().URL
+	tu.onUI(func() {
+		if tg := v.conv.Target; tg.Kind != chat.TargetQueen || tg.Model != "stories260K" || tg.BaseURL != queenURL {
+			t.Fatalf("target after choosing the Queen = %+v, want the Queen at %s", tg, queenURL)
+		}
+	})
+	ask("Lily went to the park", 4)
+
+	// The Queen's gateway, not the worker, served it: its metrics count the request.
+	resp, err := http.Get(queenURL + wire.PathMetrics)
+	if err != nil {
+		t.Fatalf("Queen metrics: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if routed := `beekeeper_queen_routed_requests_total{code="200",model="stories260K"} 1`; !strings.Contains(string(body), routed) {
+		t.Fatalf("the Queen's metrics lack %s:\n%s", routed, body)
+	}
+}
+
+// TestChatContextExceededInlineOffersNewChat sends a prompt longer than the real
+// worker's 2048-token context: the answer is an inline error saying by how many tokens
+// the conversation is too long, with a "New chat" button that starts an empty chat on
+// the same worker, which then answers.
+func TestChatContextExceededInlineOffersNewChat(t *testing.T) {
+	target, _ := startWorkerProcess(t)
+	su := newScreenUI(t)
+	store, err := chat.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := newTestChatView(t, su, store, target)
+	su.onUI(func() { v.useWorker(target.WorkerID) })
+	su.waitUntil(t, "a target", 5*time.Second, func() bool { return v.currentIndex() >= 0 })
+
+	long := strings.Repeat("Once upon a time there was a little girl named Lily. ", 400) // > 2048 tokens
+	su.onUI(func() {
+		v.input.SetText(long)
+		test.Tap(v.send)
+	})
+	su.waitUntil(t, "the inline error", 20*time.Second, func() bool { return len(v.views) == 2 && v.cancel == nil })
+	var first string
+	su.onUI(func() {
+		first = v.conv.ID
+		mv := lastView(v)
+		m := regexp.MustCompile(`This conversation is (\d+) tokens longer than the model's context of 2048 tokens`).FindStringSubmatch(mv.errText.Text)
+		if !mv.errText.Visible() || m == nil || m[1] == "0" {
+			t.Fatalf("inline error %q (visible %v), want it to say by how many tokens", mv.errText.Text, mv.errText.Visible())
+		}
+		if v.conv.Messages[1].ErrorKind != chat.ErrContextExceeded {
+			t.Fatalf("error kind %q", v.conv.Messages[1].ErrorKind)
+		}
+		if !mv.action.Visible() || mv.action.Text != "New chat" {
+			t.Fatalf("action %q (visible %v), want New chat", mv.action.Text, mv.action.Visible())
+		}
+		test.Tap(mv.action)
+		if v.conv.ID == first || len(v.conv.Messages) != 0 || len(v.views) != 0 || v.conv.Target.WorkerID != target.WorkerID {
+			t.Fatalf("New chat gave %+v with %d views, want an empty chat on the same worker", v.conv, len(v.views))
+		}
+		if len(v.summaries) != 1 || v.summaries[0].ID != first {
+			t.Fatalf("the too-long chat should stay saved; list %+v", v.summaries)
+		}
+		v.maxTokens.SetText("8")
+		test.Type(v.input, "Once upon a time")
+		test.Tap(v.send)
+	})
+	su.waitUntil(t, "the answer in the new chat", 20*time.Second, func() bool { return len(v.views) == 2 && v.cancel == nil })
+	su.onUI(func() {
+		if m := v.conv.Messages[1]; m.Error != "" || m.Content == "" {
+			t.Fatalf("answer in the new chat %+v", m)
+		}
+	})
+}
+
 func TestChatRendersMarkdown(t *testing.T) {
 	su := newScreenUI(t)
 	store, _ := chat.OpenStore(t.TempDir())
@@ -216,6 +359,62 @@ func TestChatRendersMarkdown(t *testing.T) {
 			t.Fatalf("markdown segments list=%v code=%v italic=%v: %#v", list, code, italic, mv.body.Segments)
 		}
 	})
+}
+
+func TestLongLinesCutIntoInlinePieces(t *testing.T) {
+	words := strings.Repeat("Lily saw a big red ball in the park. ", 300)
+	cases := []struct{ name, text string }{
+		{"short", "Once upon a time"},
+		{"long paragraph", words},
+		{"long word", strings.Repeat("x", 2000)},
+		{"lines", "first line\n" + words + "\nlast line"},
+		{"multibyte", strings.Repeat("éà ü ", 500)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pieces := splitLongLines(tc.text, maxLineRunes)
+			if strings.Join(pieces, "") != tc.text {
+				t.Fatal("pieces do not add up to the text")
+			}
+			for _, p := range pieces {
+				for _, line := range strings.Split(p, "\n") {
+					if n := len([]rune(line)); n > 2*maxLineRunes {
+						t.Fatalf("a piece keeps a line of %d runes", n)
+					}
+				}
+			}
+			whole := widget.NewRichText(&widget.TextSegment{Text: tc.text, Style: widget.RichTextStyleParagraph})
+			cut := widget.NewRichText(boundSegments(whole.Segments)...)
+			if cut.String() != whole.String() {
+				t.Fatal("cut segments read differently from the whole")
+			}
+			last := cut.Segments[len(cut.Segments)-1].(*widget.TextSegment)
+			if last.Style.Inline || (len(cut.Segments) > 1 && !cut.Segments[0].(*widget.TextSegment).Style.Inline) {
+				t.Fatal("pieces must be inline but the last, which ends the paragraph")
+			}
+		})
+	}
+}
+
+// BenchmarkChatLongMessage shows a pasted 21,000-character paragraph as a user message
+// in the conversation (the layout that wraps it included) and reports the time it takes.
+func BenchmarkChatLongMessage(b *testing.B) {
+	su := newScreenUI(b)
+	store, _ := chat.OpenStore(b.TempDir())
+	var v *chatView
+	su.onUI(func() {
+		v = newChatView(su.UI, chatDeps{store: store, client: chat.NewClient(nil), targets: func() []chat.Target { return nil }})
+		su.win.SetContent(v)
+	})
+	long := strings.Repeat("Once upon a time there was a little girl named Lily. ", 400)
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		su.onUI(func() {
+			v.conv.Messages = append(v.conv.Messages, chat.Message{Role: "user", Content: long})
+			v.addView(len(v.conv.Messages) - 1)
+		})
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/message")
 }
 
 // BenchmarkChatViewStream feeds a stream recorded from a real worker through the chat

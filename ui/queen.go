@@ -18,6 +18,13 @@ import (
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
+// queenColTitles are the columns of the Queen's worker list. There is no "last
+// heartbeat": the event stream carries state changes, not heartbeats, so a time would
+// either lag (as it did) or need a poll of the Queen every second plus a repaint of the
+// window every second. State says the same thing without either: online = heartbeats
+// arrive, stale = they stopped for longer than the interval, offline = gone.
+var queenColTitles = []string{"Worker", "Address", "Model", "State", "Spawned by"}
+
 var modeLabels = []string{"Off (Queenless)", "Embedded dev Queen", "Remote Queen"}
 var modeOf = map[string]app.QueenMode{
 	modeLabels[0]: app.QueenOff, modeLabels[1]: app.QueenEmbedded, modeLabels[2]: app.QueenRemote,
@@ -99,7 +106,7 @@ func newQueenScreen(u *UI) *queenScreen {
 	s.busy.Hide()
 
 	s.list = widget.NewTable(
-		func() (int, int) { return len(s.workers), 6 },
+		func() (int, int) { return len(s.workers), len(queenColTitles) },
 		func() fyne.CanvasObject {
 			l := widget.NewLabel("")
 			l.Truncation = fyne.TextTruncateEllipsis
@@ -109,7 +116,7 @@ func newQueenScreen(u *UI) *queenScreen {
 			if id.Row >= len(s.workers) {
 				return
 			}
-			text, imp := queenWorkerCell(s.workers[id.Row], id.Col, time.Now())
+			text, imp := queenWorkerCell(s.workers[id.Row], id.Col)
 			l := o.(*widget.Label)
 			l.Importance = imp
 			l.SetText(text)
@@ -119,13 +126,12 @@ func newQueenScreen(u *UI) *queenScreen {
 	s.list.CreateHeader = func() fyne.CanvasObject {
 		return widget.NewLabelWithStyle("", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
 	}
-	titles := []string{"Worker", "Address", "Model", "State", "Spawned by", "Last heartbeat"}
 	s.list.UpdateHeader = func(id widget.TableCellID, o fyne.CanvasObject) {
 		if id.Col >= 0 {
-			o.(*widget.Label).SetText(titles[id.Col])
+			o.(*widget.Label).SetText(queenColTitles[id.Col])
 		}
 	}
-	for c, w := range []float32{220, 170, 140, 90, 100, 120} {
+	for c, w := range []float32{220, 170, 140, 90, 100} {
 		s.list.SetColumnWidth(c, w)
 	}
 
@@ -262,7 +268,7 @@ func queenIndicator(st app.QueenState) (string, color.Color) {
 	return "Connecting to " + st.URL + "…", amber
 }
 
-func queenWorkerCell(w wire.Worker, col int, now time.Time) (string, widget.Importance) {
+func queenWorkerCell(w wire.Worker, col int) (string, widget.Importance) {
 	switch col {
 	case 0:
 		return w.WorkerID, widget.MediumImportance
@@ -282,11 +288,6 @@ func queenWorkerCell(w wire.Worker, col int, now time.Time) (string, widget.Impo
 		return string(w.State), widget.MediumImportance
 	case 4:
 		return w.SpawnedBy, widget.MediumImportance
-	case 5:
-		if w.LastHeartbeatAt == nil {
-			return "never", widget.LowImportance
-		}
-		return w.LastHeartbeatAt.Local().Format("15:04:05"), widget.MediumImportance
 	}
 	return "", widget.MediumImportance
 }

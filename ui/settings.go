@@ -22,6 +22,7 @@ type settingsScreen struct {
 	llamaLib   *keyEntry
 	stopOnQuit *widget.Check
 	heartbeat  *keyEntry
+	saveBt     *widget.Button
 	saved      *widget.Label
 	content    fyne.CanvasObject
 }
@@ -69,16 +70,16 @@ func newSettingsScreen(u *UI) *settingsScreen {
 		widget.NewFormItem("On quit", container.NewVBox(s.stopOnQuit, keep)),
 		widget.NewFormItem("Embedded Queen heartbeat", s.heartbeat),
 	)
-	saveBt := widget.NewButton("Save", s.save)
-	saveBt.Importance = widget.HighImportance
+	s.saveBt = widget.NewButton("Save", s.save)
+	s.saveBt.Importance = widget.HighImportance
 	s.saved = widget.NewLabel("")
 	s.saved.Importance = widget.LowImportance
-	note := widget.NewLabel("Port range and runtime folder apply from the next start of the app; " +
-		"the heartbeat interval from the next start of the embedded Queen.")
+	note := widget.NewLabel("Port range and runtime folder apply at once, to the next worker spawned " +
+		"(running workers keep theirs); the heartbeat interval from the next start of the embedded Queen.")
 	note.Wrapping = fyne.TextWrapWord
 	note.Importance = widget.LowImportance
 	s.content = container.NewVScroll(container.NewPadded(container.NewVBox(
-		form, container.NewHBox(saveBt, s.saved), note)))
+		form, container.NewHBox(s.saveBt, s.saved), note)))
 	return s
 }
 

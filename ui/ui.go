@@ -179,6 +179,8 @@ func explain(err error) (title, fix string) {
 		missing  *llamaruntime.MissingError
 	)
 	switch {
+	case errors.As(err, &setErr): // first: it may wrap the hive's reason (ErrRuntimeMissing)
+		return "Setting not saved", fmt.Sprintf("correct the %s.", setErr.Field)
 	case errors.Is(err, hive.ErrRuntimeMissing), errors.As(err, &missing):
 		return "llama.cpp runtime missing", "run `beekeeper runtime install` (it needs npm), or set the llama.cpp runtime folder in Settings to your own build."
 	case errors.Is(err, hive.ErrModelLoad):
@@ -201,8 +203,6 @@ func explain(err error) (title, fix string) {
 		return "No such worker", "the list was out of date; it has been refreshed."
 	case errors.As(err, &queenErr):
 		return "Queen not available", queenErr.Fix + "."
-	case errors.As(err, &setErr):
-		return "Setting not saved", fmt.Sprintf("correct the %s.", setErr.Field)
 	case errors.As(err, new(*formError)):
 		return "Check the form", "correct the field named above."
 	}

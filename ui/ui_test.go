@@ -43,11 +43,20 @@ func newTestUI(t *testing.T) *testUI {
 	t.Helper()
 	home := t.TempDir()
 	t.Setenv("BEEKEEPER_HOME", home)
+	tu := openTestUI(t, home, true) // the test's workers end with the test
+	t.Cleanup(tu.shutdown(t))
+	return tu
+}
+
+// openTestUI opens the app core and the UI on the state in home, as one start of the
+// app does. The caller ends it with the func shutdown returns.
+func openTestUI(t *testing.T, home string, stopOnQuit bool) *testUI {
+	t.Helper()
 	a := test.NewTempApp(t)
 	port := testenv.FreePort(t)
 	s := app.DefaultSettings()
 	s.PortMin, s.PortMax = port, port+10 // never the defaults: other tests run alongside
-	s.StopWorkersOnQuit = true           // the test's workers end with the test
+	s.StopWorkersOnQuit = stopOnQuit
 	s.LlamaLib = testenv.Runtime(t)
 	s.Save(a.Preferences())
 
@@ -67,13 +76,21 @@ func newTestUI(t *testing.T) *testUI {
 	tu.UI = newUI(a, w, core, tu.onUI)
 	tu.start()
 	tu.mu.Unlock()
-	t.Cleanup(func() {
-		tu.Close()
-		if err := core.Close(); err != nil {
-			t.Errorf("core.Close: %v", err)
-		}
-	})
 	return tu
+}
+
+// shutdown returns what quitting the app does: the UI's goroutines end, then the core
+// closes (stopping workers only when the setting says so). Calling it twice is harmless.
+func (tu *testUI) shutdown(t *testing.T) func() {
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			tu.Close()
+			if err := tu.core.Close(); err != nil {
+				t.Errorf("core.Close: %v", err)
+			}
+		})
+	}
 }
 
 // waitFor polls cond on the UI thread until it holds or the deadline passes.

@@ -119,27 +119,25 @@ func startApp(tb testing.TB, home string) *runningApp {
 }
 
 // screenshot captures the app's window, polling until content is drawn (more than a
-// handful of colours), and returns the PNG.
-func (ra *runningApp) screenshot(tb testing.TB) []byte {
+// handful of colours) and drawn returns true for it, and returns the PNG.
+func (ra *runningApp) screenshot(tb testing.TB, what string, drawn func(image.Image) bool) []byte {
 	tb.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		png, err := exec.Command("import", "-window", ra.window, "png:-").Output()
-		if err == nil && colours(png) > 16 {
-			return png
+		if err == nil {
+			if img, _, err := image.Decode(bytes.NewReader(png)); err == nil && colours(img) > 16 && drawn(img) {
+				return png
+			}
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("window never showed content (err %v); app output:\n%s", err, ra.out)
+			tb.Fatalf("window never showed %s (err %v); app output:\n%s", what, err, ra.out)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-func colours(png []byte) int {
-	img, _, err := image.Decode(bytes.NewReader(png))
-	if err != nil {
-		return 0
-	}
+func colours(img image.Image) int {
 	seen := map[[3]uint32]bool{}
 	b := img.Bounds()
 	for y := b.Min.Y; y < b.Max.Y; y += 4 {
@@ -150,6 +148,25 @@ func colours(png []byte) int {
 	}
 	return len(seen)
 }
+
+// showsWorkersTable tells the workers table from the empty state on a screenshot: the
+// table has its "Spawn worker" button (theme primary, #296FF6 in the dark theme) at the
+// top left, under the tab bar; the empty state has it in the middle. Without this the
+// artifact could show the empty state (it once did: an earlier first frame did).
+func showsWorkersTable(img image.Image) bool {
+	primary := 0
+	for y := 48; y < 140; y++ {
+		for x := 0; x < 400; x++ {
+			r, g, b, _ := img.At(x, y).RGBA()
+			if near(r>>8, 0x29) && near(g>>8, 0x6f) && near(b>>8, 0xf6) {
+				primary++
+			}
+		}
+	}
+	return primary > 1500 // the button is about 150x36 px
+}
+
+func near(v uint32, want int) bool { d := int(v) - want; return d > -12 && d < 12 }
 
 // quit sends SIGTERM and wants exit 0 within 10 s.
 func (ra *runningApp) quit(tb testing.TB) {
@@ -192,8 +209,8 @@ func TestRealWindowShowsAdoptedWorkersAndQuitsCleanly(t *testing.T) {
 	t.Cleanup(func() { stopAll(t, home) })
 
 	ra := startApp(t, home)
-	png := ra.screenshot(t)
-	shot := filepath.Join(artifactsDir(t), "desktop-workers.png")
+	png := ra.screenshot(t, "the workers table", showsWorkersTable)
+	shot := filepath.Join(artifactsDir(t), "desktop-workers-adopted.png")
 	if err := os.WriteFile(shot, png, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +248,7 @@ func BenchmarkIdleApp(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		ra = startApp(b, home)
-		ra.screenshot(b)
+		ra.screenshot(b, "the workers table", showsWorkersTable)
 		mapped += ra.mapped
 		if i < b.N-1 {
 			ra.quit(b)

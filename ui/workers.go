@@ -108,6 +108,9 @@ func newWorkersScreen(u *UI) *workersScreen {
 
 	s.body = container.NewStack(s.empty)
 	s.content = s.body
+	// The first frame already shows the workers the hive re-adopted: no flash of the
+	// empty state before the watcher's first hop.
+	s.setRows(buildRows(u.hive.List(), nil, time.Now()))
 	return s
 }
 
