@@ -5,10 +5,14 @@ package queensync
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -234,8 +238,61 @@ func (s *Syncer) RegisterNow(ctx context.Context, id string) error {
 		return err
 	}
 	s.undoIfGone(ctx, cur, id)
+	s.steerWorker(ctx, e, cur)
 	s.setSync(id, e.PID, syncStateFor(resp.State), cur.url, "")
 	return nil
+}
+
+// steerWorker hands the worker our Queen's URL itself when the worker does not already
+// follow it: normally the Queen's capabilities fetch does that, but a Queen that cannot
+// reach the worker (or has not yet) would leave it heartbeating to its previous Queen,
+// which would then re-register it there. Only a worker that follows no Queen, or the
+// Queen this entry was last synced with, is steered: one that follows another URL may
+// be following the current Queen's advertised address, and must not be made to flap.
+func (s *Syncer) steerWorker(ctx context.Context, e localregistry.Entry, cur target) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	caps, err := workerCapabilities(ctx, e.URL(), cur.token, "")
+	if err != nil || caps.QueenURL == cur.url {
+		return
+	}
+	if caps.QueenURL != "" && caps.QueenURL != e.QueenURL {
+		return
+	}
+	if _, err := workerCapabilities(ctx, e.URL(), cur.token, cur.url); err != nil {
+		s.cfg.Logger.Info("queen sync: could not hand the worker its new Queen; its own heartbeats stay with the old one",
+			"worker", e.ID, "err", err)
+	}
+}
+
+// workerCapabilities asks a local worker for its capabilities; a non-empty queenURL makes
+// the worker adopt that Queen (CONTRACT §1).
+func workerCapabilities(ctx context.Context, base, token, queenURL string) (wire.Capabilities, error) {
+	var caps wire.Capabilities
+	target := base + wire.PathCapabilities
+	if queenURL != "" {
+		target += "?" + wire.QueryQueenURL + "=" + url.QueryEscape(queenURL)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return caps, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", wire.BearerPrefix+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return caps, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, wire.MaxCapabilitiesBody))
+	if err != nil {
+		return caps, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return caps, wire.DecodeError(resp.StatusCode, body)
+	}
+	return caps, json.Unmarshal(body, &caps)
 }
 
 // undoIfGone deregisters id again when its worker stopped while we were registering it
@@ -369,6 +426,7 @@ func (s *Syncer) SyncFull(ctx context.Context) {
 				pending++
 			} else {
 				s.undoIfGone(cctx, cur, e.ID)
+				s.steerWorker(cctx, e, cur)
 				next.Sync = syncStateFor(resp.State)
 				registered++
 			}

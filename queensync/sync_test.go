@@ -25,7 +25,14 @@ const heartbeat = 300 * time.Millisecond
 // its handler (to block or count calls). stop ends it; it also ends with the test.
 func queenAt(t *testing.T, addr string, wrap func(http.Handler) http.Handler) (url string, stop func()) {
 	t.Helper()
-	qn, err := queen.New(queen.Config{Addr: addr, HeartbeatInterval: heartbeat})
+	return queenWith(t, queen.Config{Addr: addr, HeartbeatInterval: heartbeat}, wrap)
+}
+
+// queenWith is queenAt with a whole Queen configuration.
+func queenWith(t *testing.T, cfg queen.Config, wrap func(http.Handler) http.Handler) (url string, stop func()) {
+	t.Helper()
+	addr := cfg.Addr
+	qn, err := queen.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,4 +408,37 @@ watch:
 		t.Fatalf("Queen lists %d workers, want 2", n)
 	}
 	t.Logf("two syncers, one registry: %d registrations in all for 2 workers", afterOnline)
+}
+
+// A new Queen that cannot fetch the worker's capabilities never hands it its URL; the
+// sync does, so the worker heartbeats to the new Queen (online there) and leaves the old
+// one, instead of being re-registered by its own heartbeats at the Queen it left.
+func TestSetQueenSteersWorkerTheQueenCannotReach(t *testing.T) {
+	reg := openRegistry(t, t.TempDir())
+	oldURL, _ := queenAt(t, freeAddr(t), nil)
+	blind := queen.Config{Addr: freeAddr(t), HeartbeatInterval: heartbeat,
+		Capabilities: queen.FetchConfig{Timeout: time.Nanosecond, Attempts: 1}}
+	newURL, _ := queenWith(t, blind, nil)
+	a, _ := readyWorker(t, reg)
+	s := New(Config{Registry: reg, Interval: time.Hour})
+	if err := s.SetQueen(oldURL, ""); err != nil {
+		t.Fatal(err)
+	}
+	run(t, s)
+	poll(t, heartbeat+time.Second, "online at the old Queen", onlineAt(t, oldURL, a.ID))
+
+	if err := s.SetQueen(newURL, ""); err != nil {
+		t.Fatal(err)
+	}
+	took := poll(t, heartbeat+2*time.Second, "online at the new Queen", onlineAt(t, newURL, a.ID))
+	// The old Queen was told the worker left; its heartbeats must not bring it back.
+	poll(t, time.Second, "old Queen emptied", func() bool { return len(listed(t, oldURL)) == 0 })
+	deadline := time.Now().Add(3 * heartbeat)
+	for time.Now().Before(deadline) {
+		if n := len(listed(t, oldURL)); n != 0 {
+			t.Fatalf("the worker came back at the old Queen (%d listed)", n)
+		}
+		time.Sleep(heartbeat / 3)
+	}
+	t.Logf("worker online at a Queen that cannot reach it in %v", took)
 }
