@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -340,6 +341,11 @@ func (h *Hive) Spawn(ctx context.Context, req SpawnRequest, progress func(SpawnP
 	}
 	if req.WorkerType == "" {
 		req.WorkerType = wire.DefaultWorkerType
+	}
+	// The worker, the registry and the Queen's capabilities all keep this path; a
+	// relative one would mean nothing to a restarted app in another folder.
+	if abs, err := filepath.Abs(req.ModelPath); err == nil {
+		req.ModelPath = abs
 	}
 	bind, advertise, err := h.placement()
 	if err != nil {

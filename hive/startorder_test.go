@@ -2,6 +2,7 @@ package hive
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/beekeeper-hive/beekeeper/internal/testenv"
 	"github.com/beekeeper-hive/beekeeper/spawner"
+	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
 // CONTRACT §4.1: Queen, then app, then workers.
@@ -271,4 +273,32 @@ func TestHelperApp(t *testing.T) {
 	}
 	os.Stdout.WriteString("ready\n")
 	select {} // wait for SIGKILL
+}
+
+// A model named by a relative path is recorded, and served, by its absolute path: the
+// registry outlives the folder the command was run from.
+func TestSpawnRecordsAbsoluteModelPath(t *testing.T) {
+	h := openHive(t, t.TempDir(), "")
+	t.Cleanup(func() { h.Close(true) })
+	wd, _ := os.Getwd()
+	rel, err := filepath.Rel(wd, testenv.Model(t))
+	if err != nil || filepath.IsAbs(rel) {
+		t.Fatalf("no relative path to the model: %q %v", rel, err)
+	}
+	e, err := h.Spawn(context.Background(), SpawnRequest{ModelPath: rel}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.ModelPath != testenv.Model(t) {
+		t.Fatalf("recorded model path %q, want %q", e.ModelPath, testenv.Model(t))
+	}
+	resp, err := http.Get(e.URL() + wire.PathCapabilities)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var caps wire.Capabilities
+	if err := json.NewDecoder(resp.Body).Decode(&caps); err != nil || caps.ModelPath != testenv.Model(t) {
+		t.Fatalf("worker serves model_path %q (%v), want %q", caps.ModelPath, err, testenv.Model(t))
+	}
 }
