@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/beekeeper-hive/beekeeper/hive"
+	"github.com/beekeeper-hive/beekeeper/queenclient"
 	"github.com/beekeeper-hive/beekeeper/spawner"
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
@@ -23,18 +24,12 @@ func openHive(queenURL, token string) (*hive.Hive, error) {
 	if host == "" {
 		host = "local"
 	}
-	safe := []byte(host)
-	for i, c := range safe {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
-			safe[i] = '-'
-		}
-	}
 	// Passive: a short-lived command must not re-sync the whole registry against the
 	// one Queen it was given (or none); the app's hive owns the background sync.
 	return hive.Open(hive.Options{
 		QueenURL:   queenURL,
 		QueenToken: token,
-		SpawnedBy:  "hive-" + string(safe),
+		SpawnedBy:  "hive-" + wire.IDSafe(host),
 		Passive:    true,
 	})
 }
@@ -88,6 +83,7 @@ func runSpawn(args []string) int {
 // runPS is `beekeeper ps`: the local registry as a table.
 func runPS(args []string) int {
 	fs := flag.NewFlagSet("ps", flag.ContinueOnError)
+	token := fs.String("token", os.Getenv("BEEKEEPER_QUEEN_TOKEN"), "Queen token, to show each worker's live state there")
 	if err := fs.Parse(args); err != nil {
 		return exitFlags(err)
 	}
@@ -96,18 +92,57 @@ func runPS(args []string) int {
 		return fail(1, "ps: %v", err)
 	}
 	defer h.Close(false)
+	entries := h.List()
+	live := queenViews(entries, *token)
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tPID\tPORT\tMODEL\tQUEEN\tSTARTED\tURL")
-	for _, e := range h.List() {
+	for _, e := range entries {
 		state := string(e.State)
 		if e.ExitCode != nil {
 			state += fmt.Sprintf(" (%d)", *e.ExitCode)
 		}
+		// A headless command runs no sync, so the recorded state may be old: show what
+		// the Queen says now when it answers.
+		queen := string(e.Sync)
+		if view, ok := live[e.QueenURL]; ok && e.State.Live() {
+			if w, ok := view[e.ID]; ok && w.Port == e.Port {
+				queen = string(w.State)
+			} else {
+				queen = "unknown to queen"
+			}
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", e.ID, state, e.PID, e.Port, e.Model,
-			e.Sync, e.StartedAt.Local().Format(time.DateTime), e.URL())
+			queen, e.StartedAt.Local().Format(time.DateTime), e.URL())
 	}
 	tw.Flush()
 	return 0
+}
+
+// queenViews lists the workers of each Queen the entries were synced with, by URL; a
+// Queen that does not answer within a second is left out.
+func queenViews(entries []hive.Entry, token string) map[string]map[string]wire.Worker {
+	views := map[string]map[string]wire.Worker{}
+	for _, e := range entries {
+		if e.QueenURL == "" || views[e.QueenURL] != nil {
+			continue
+		}
+		client, err := queenclient.New(e.QueenURL, token, queenclient.Options{})
+		if err != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		workers, err := client.List(ctx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		byID := make(map[string]wire.Worker, len(workers))
+		for _, w := range workers {
+			byID[w.WorkerID] = w
+		}
+		views[e.QueenURL] = byID
+	}
+	return views
 }
 
 // runStop is `beekeeper stop ID`.

@@ -94,17 +94,21 @@ func WorkerID(workerType, advertiseHost string, port int) string {
 	if IsLoopback(advertiseHost) {
 		return fmt.Sprintf("worker-%s-%d", workerType, port)
 	}
-	host := make([]byte, 0, len(advertiseHost))
-	for i := 0; i < len(advertiseHost); i++ {
-		c := advertiseHost[i]
+	return fmt.Sprintf("worker-%s-%s-%d", workerType, IDSafe(advertiseHost), port)
+}
+
+// IDSafe maps s onto the characters an id may hold ([A-Za-z0-9._-]), replacing any other
+// (the ':' of an IPv6 address, say) with '-'.
+func IDSafe(s string) string {
+	b := []byte(s)
+	for i, c := range b {
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '-', c == '_':
-			host = append(host, c)
 		default:
-			host = append(host, '-') // ':' of IPv6 and anything else
+			b[i] = '-'
 		}
 	}
-	return fmt.Sprintf("worker-%s-%s-%d", workerType, host, port)
+	return string(b)
 }
 
 // IsLoopback reports whether host (a name or an address) is this machine's loopback.
