@@ -54,11 +54,10 @@ type Syncer struct {
 	cfg     Config
 	trigger chan struct{} // buffered 1: coalesces any number of requests into one sync
 
-	mu       sync.Mutex
-	cur      target
-	retired  []target // Queens we left: deregister from them best-effort
-	status   Status
-	watching context.CancelFunc
+	mu      sync.Mutex
+	cur     target
+	retired []target // Queens we left: deregister from them best-effort
+	status  Status
 }
 
 // New returns a Syncer for the registry; it targets no Queen until SetQueen.

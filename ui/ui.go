@@ -184,7 +184,7 @@ func explain(err error) (title, fix string) {
 	case errors.Is(err, hive.ErrRuntimeMissing), errors.As(err, &missing):
 		return "llama.cpp runtime missing", "run `beekeeper runtime install` (it needs npm), or set the llama.cpp runtime folder in Settings to your own build."
 	case errors.Is(err, hive.ErrModelLoad):
-		return "The model did not load", "pick a GGUF model file (…​.gguf) that llama.cpp supports; the worker's last log lines above say why it refused this one."
+		return "The model did not load", "pick a .gguf model file that llama.cpp supports; the worker's last log lines above say why it refused this one."
 	case errors.Is(err, hive.ErrPortTaken):
 		return "Port already in use", "leave the port on auto, or enter a port no other program uses."
 	case errors.Is(err, hive.ErrNoFreePort):

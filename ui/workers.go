@@ -203,16 +203,6 @@ func (s *workersScreen) setRows(rows []workerRow) {
 	}
 }
 
-// row returns the shown row of worker id (UI thread).
-func (s *workersScreen) row(id string) (workerRow, bool) {
-	for _, r := range s.rows {
-		if r.id == id {
-			return r, true
-		}
-	}
-	return workerRow{}, false
-}
-
 func buildRows(entries []hive.Entry, stats map[string]hive.Stats, now time.Time) []workerRow {
 	rows := make([]workerRow, 0, len(entries))
 	for _, e := range entries {
