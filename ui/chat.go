@@ -724,17 +724,22 @@ func (mv *messageView) setMarkdown(text string) {
 	mv.body.Refresh()
 }
 
-// maxLineRunes bounds how long a line of one text segment may run before it is cut into
-// inline pieces. Fyne's word wrap measures the whole rest of a line for every row it
-// lays out, so a pasted 20,000-character paragraph took seconds (quadratic); pieces of
-// bounded length keep the cost linear and wrap the same.
-const maxLineRunes = 400
+// maxLineRunes bounds how long a line of one text segment may run before it is cut.
+// Fyne's word wrap measures the whole rest of a line for every row it lays out, so a
+// pasted 20,000-character paragraph took seconds (quadratic); pieces of bounded length
+// keep the cost linear.
+const maxLineRunes = 1500
 
-// boundSegments cuts text segments with lines longer than maxLineRunes into pieces at
-// spaces: every piece but the last is inline, so they flow as one paragraph.
+// boundSegments prepares Markdown segments for Fyne's wrapping, working around two of its
+// limits. First, it joins the inline pieces of a paragraph that share one style (goldmark
+// gives one per source line): Fyne v2.7.1 lays an inline segment that starts less than a
+// character's width from the right edge out one character per row, which turned model
+// answers with line breaks into vertical text. Second, it cuts lines longer than
+// maxLineRunes at spaces into pieces that each end their row (not inline, for the same
+// reason), so a huge paragraph costs linear time; the last piece keeps the style.
 func boundSegments(segs []widget.RichTextSegment) []widget.RichTextSegment {
 	out := make([]widget.RichTextSegment, 0, len(segs))
-	for _, seg := range segs {
+	for _, seg := range joinInline(segs) {
 		ts, ok := seg.(*widget.TextSegment)
 		if !ok || len(ts.Text) <= maxLineRunes {
 			out = append(out, seg)
@@ -744,10 +749,31 @@ func boundSegments(segs []widget.RichTextSegment) []widget.RichTextSegment {
 		for i, p := range pieces {
 			piece := &widget.TextSegment{Text: p, Style: ts.Style}
 			if i < len(pieces)-1 {
-				piece.Style.Inline = true
+				piece.Style.Inline = false
 			}
 			out = append(out, piece)
 		}
+	}
+	return out
+}
+
+// joinInline merges each run of inline text segments of one style into one segment, the
+// way a soft line break reads: as a space.
+func joinInline(segs []widget.RichTextSegment) []widget.RichTextSegment {
+	out := make([]widget.RichTextSegment, 0, len(segs))
+	for _, seg := range segs {
+		ts, ok := seg.(*widget.TextSegment)
+		if ok && len(out) > 0 {
+			if prev, ok := out[len(out)-1].(*widget.TextSegment); ok && prev.Style.Inline && prev.Style == ts.Style {
+				joined := strings.TrimRight(prev.Text, " ")
+				if joined != "" && ts.Text != "" {
+					joined += " "
+				}
+				out[len(out)-1] = &widget.TextSegment{Text: joined + ts.Text, Style: prev.Style}
+				continue
+			}
+		}
+		out = append(out, seg)
 	}
 	return out
 }

@@ -361,7 +361,7 @@ func TestChatRendersMarkdown(t *testing.T) {
 	})
 }
 
-func TestLongLinesCutIntoInlinePieces(t *testing.T) {
+func TestLongLinesCutIntoPieces(t *testing.T) {
 	words := strings.Repeat("Lily saw a big red ball in the park. ", 300)
 	cases := []struct{ name, text string }{
 		{"short", "Once upon a time"},
@@ -389,10 +389,37 @@ func TestLongLinesCutIntoInlinePieces(t *testing.T) {
 				t.Fatal("cut segments read differently from the whole")
 			}
 			last := cut.Segments[len(cut.Segments)-1].(*widget.TextSegment)
-			if last.Style.Inline || (len(cut.Segments) > 1 && !cut.Segments[0].(*widget.TextSegment).Style.Inline) {
-				t.Fatal("pieces must be inline but the last, which ends the paragraph")
+			if last.Style.Inline || (len(cut.Segments) > 1 && cut.Segments[0].(*widget.TextSegment).Style.Inline) {
+				t.Fatal("every piece must end its row (an inline piece can start at the right edge)")
 			}
 		})
+	}
+}
+
+// TestAnswerWithLineBreaksNeverWrapsPerCharacter guards against Fyne v2.7.1 laying an
+// inline segment that starts within a character of the right edge out one character per
+// row: a model answer with line breaks (one Markdown segment per line) turned into
+// vertical text at some window widths. Every width from 200 to 900 must lay it out in a
+// few rows.
+func TestAnswerWithLineBreaksNeverWrapsPerCharacter(t *testing.T) {
+	test.NewTempApp(t)
+	answer := " Alace was very sweet and strong. He was sad because he was always much fun to keep his castle. One day, Ann was walking to the park. \n" +
+		"As he was walking, he saw a big bird flying in the sky. The bird said, \"I need something to bring to unique.\" \n" +
+		"He was very happy and said, \"I'm okay, but you can't wait to help you.\" And so, “No, you need to go for something new.” \n" +
+		"The bird was happy to see his friends. He had a small adventure instead of their nest, and he couldn't wait to go home."
+	rt := widget.NewRichText(boundSegments(widget.NewRichTextFromMarkdown(answer).Segments)...)
+	rt.Wrapping = fyne.TextWrapWord
+	w := test.NewWindow(rt)
+	defer w.Close()
+	row := widget.NewRichTextFromMarkdown("x").MinSize().Height
+	for width := float32(200); width < 900; width++ {
+		rt.Resize(fyne.NewSize(width, 2000))
+		if h := rt.MinSize().Height; h > 20*row {
+			t.Fatalf("at width %.0f the answer takes %.0f px (%.0f rows): laid out per character", width, h, h/row)
+		}
+	}
+	if got := rt.String(); !strings.Contains(got, "the park. As he was walking") {
+		t.Fatalf("soft line breaks must read as spaces: %q", got)
 	}
 }
 
