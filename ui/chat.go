@@ -329,6 +329,17 @@ func (v *chatView) renderTargets() {
 		opts = append(opts, targetLabel(gone, v.reach[targetKey(gone)]))
 	}
 	v.targetSel.Options = opts
+	// A new chat takes the first target that answers (or the first one, until probed),
+	// so the common case, one local worker, needs no picking.
+	if v.conv != nil && v.conv.Target.BaseURL == "" && len(v.targets) > 0 {
+		v.conv.Target = v.targets[0]
+		for _, t := range v.targets {
+			if r := v.reach[targetKey(t)]; r != nil && r.ok {
+				v.conv.Target = t
+				break
+			}
+		}
+	}
 	if i := v.currentIndex(); i >= 0 {
 		v.targetSel.SetSelectedIndex(i)
 	} else {
@@ -362,6 +373,10 @@ func (v *chatView) targetChanged() {
 
 func (v *chatView) showTargetInfo() {
 	i := v.currentIndex()
+	if i < 0 && len(v.targets) > 0 {
+		v.targetInfo.SetText("Choose a worker or the Queen above.")
+		return
+	}
 	if i < 0 {
 		v.targetInfo.SetText("No target: spawn a worker on the Workers or Models screen, or set a Queen.")
 		return

@@ -526,3 +526,15 @@ func cpuTime() time.Duration {
 func slicesSortDurations(d []time.Duration) {
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 }
+
+// TestNewChatPicksTheOnlyTarget: with one worker running, a new chat is ready to send
+// without opening the picker.
+func TestNewChatPicksTheOnlyTarget(t *testing.T) {
+	target, _ := startWorkerProcess(t)
+	su := newScreenUI(t)
+	store, _ := chat.OpenStore(t.TempDir())
+	v := newTestChatView(t, su, store, target)
+	su.waitUntil(t, "the only target chosen", 5*time.Second, func() bool {
+		return v.currentIndex() == 0 && strings.Contains(v.targetInfo.Text, "serves stories260K")
+	})
+}
