@@ -21,12 +21,13 @@ const (
 	textFormat
 )
 
-// responder writes one answer. Streamed, it writes one SSE event per emitted piece,
-// built by hand into a reused buffer (no reflection, no allocation per token) and flushed
-// at once; whole, it collects the text and writes one JSON document at the end.
+// responder writes one answer. Streamed, it builds one SSE event per emitted piece by
+// hand into a reused buffer (no reflection, no allocation per token) and hands it to the
+// stream's writer goroutine, which sends it at once; whole, it collects the text and
+// writes one JSON document at the end. close must be called before the handler returns.
 type responder struct {
 	rw      http.ResponseWriter
-	flusher http.Flusher
+	sse     *sseWriter // streamed only
 	f       format
 	id      string
 	model   string
@@ -46,7 +47,6 @@ func newResponder(rw http.ResponseWriter, f format, model string, stream, usage 
 		idb[i] = byte(rand.Uint32())
 	}
 	out := &responder{rw: rw, f: f, model: model, stream: stream, usage: usage, created: time.Now().Unix()}
-	out.flusher, _ = rw.(http.Flusher)
 	if f == chatFormat {
 		out.id = "chatcmpl-" + hex.EncodeToString(idb[:])
 	} else {
@@ -62,6 +62,7 @@ func newResponder(rw http.ResponseWriter, f format, model string, stream, usage 
 		out.prefix = append(out.prefix, `"choices":[{"index":0,"text":`...)
 	}
 	out.buf = make([]byte, 0, 512)
+	out.sse = newSSEWriter(rw)
 
 	h := rw.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -108,24 +109,23 @@ func (o *responder) emit(text []byte) error {
 		b = append(b, `,"finish_reason":null}]}`+"\n\n"...)
 	}
 	o.buf = b
-	return o.write(b)
+	return o.sse.send(b)
 }
 
-func (o *responder) write(b []byte) error {
-	if _, err := o.rw.Write(b); err != nil {
-		return err
-	}
-	if o.flusher != nil {
-		o.flusher.Flush()
-	}
-	return nil
-}
-
-// event writes v as one SSE data line.
+// event sends v as one SSE data line.
 func (o *responder) event(v any) {
 	b, _ := json.Marshal(v)
-	b = append(append([]byte("data: "), b...), "\n\n"...)
-	_ = o.write(b) // a gone client shows as a cancelled request context
+	b = append(append(o.buf[:0], "data: "...), b...)
+	o.buf = append(b, "\n\n"...)
+	_ = o.sse.send(o.buf) // a gone client shows as a cancelled request context
+}
+
+// close waits until the streamed events are sent (or the client is gone); after it the
+// ResponseWriter is no longer touched.
+func (o *responder) close() {
+	if o.sse != nil {
+		o.sse.close()
+	}
 }
 
 // finish writes the end of the answer: the finish reason, usage, and [DONE] when streamed.
@@ -159,7 +159,9 @@ func (o *responder) finish(res engine.Result) {
 				Choices: []wire.CompletionChoice{}, Usage: usage})
 		}
 	}
-	_ = o.write([]byte("data: " + wire.SSEDone + "\n\n"))
+	o.buf = append(o.buf[:0], "data: "+wire.SSEDone+"\n\n"...)
+	_ = o.sse.send(o.buf)
+	o.sse.close()
 }
 
 const hexDigits = "0123456789abcdef"

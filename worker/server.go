@@ -203,6 +203,7 @@ func (w *Worker) generate(rw http.ResponseWriter, r *http.Request, e *engine.Eng
 	defer slot.Release()
 
 	out := newResponder(rw, f, w.modelName, params.Stream, params.StreamOptions != nil && params.StreamOptions.IncludeUsage)
+	defer out.close() // before the handler returns: the stream's writer is done with rw
 	res, genErr := slot.Run(ctx, job, out.emit)
 	switch {
 	case genErr == nil:
