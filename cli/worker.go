@@ -25,7 +25,7 @@ func runWorker(args []string) int {
 	fs.StringVar(&cfg.AdvertiseHost, "advertise-host", "", "host the Queen reaches this worker at (default --host)")
 	fs.StringVar(&cfg.SpawnedBy, "spawned-by", "", "who started the worker: gui or hive-<id>")
 	fs.IntVar(&cfg.CtxSize, "ctx-size", 0, "context size per slot in tokens (default the model's, at most 4096)")
-	fs.IntVar(&cfg.Threads, "threads", 0, "CPU threads per slot (default one per physical core)")
+	fs.IntVar(&cfg.Threads, "threads", 0, "CPU threads per slot (default 1 for a model under 256 MiB, else the physical cores shared among the slots)")
 	fs.IntVar(&cfg.Parallel, "parallel", 1, "requests generated at once (slots)")
 	fs.IntVar(&cfg.Queue, "queue", 0, "requests that may wait for a slot before 429 (default 4 per slot; -1 none)")
 	fs.StringVar(&cfg.APIToken, "api-token", "", "bearer token required on every endpoint but /health, and sent to the Queen")

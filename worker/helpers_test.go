@@ -88,8 +88,6 @@ func sseEvents(t testing.TB, body []byte) []string {
 	return events
 }
 
-func ptr[T any](v T) *T { return &v }
-
 func decode[T any](t testing.TB, data []byte) T {
 	t.Helper()
 	var v T

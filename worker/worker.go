@@ -247,7 +247,7 @@ func (w *Worker) load() error {
 	w.progress.Store(math.Float32bits(1))
 	w.engine.Store(e)
 	w.log.Info("ready", "url", "http://"+net.JoinHostPort(w.cfg.AdvertiseHost, strconv.Itoa(w.cfg.Port)),
-		"model", w.modelName, "ctx_size", e.ContextSize(), "parallel", e.Parallel(),
+		"model", w.modelName, "ctx_size", e.ContextSize(), "parallel", e.Parallel(), "threads", e.Threads(),
 		"chat_template", e.ChatTemplate(), "load_ms", time.Since(start).Milliseconds())
 	return nil
 }
