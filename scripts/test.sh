@@ -6,8 +6,11 @@ source "$(dirname "$0")/setup.sh"
 setup_all
 cd "$BEEKEEPER_ROOT"
 export BEEKEEPER_BIN="$BEEKEEPER_ROOT/bin/beekeeper"
-echo "==> go vet"
+echo "==> gofmt, go vet, staticcheck"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted" >&2; exit 1; fi
 go vet -tags migrated_fynedo ./...
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 -tags migrated_fynedo ./...
 echo "==> go test -race"
 xvfb-run -a -s "-screen 0 1280x800x24" \
   go test -race -tags migrated_fynedo -timeout 25m -count=1 "${@:-./...}"
