@@ -23,20 +23,41 @@ install_system_packages() {
   fi
 }
 
-# Go 1.21+ fetches the exact toolchain go.mod asks for through the module proxy.
+# The Go toolchain: one that is new enough is used as it is (Go 1.21+ fetches the 1.26
+# toolchain go.mod asks for through the module proxy by itself). An older one, such as
+# Debian 12's golang-go 1.19, fetches the toolchain module once into the cache.
+GO_TOOLCHAIN_VERSION=go1.26.8
+
 ensure_go() {
   export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin"
+  local cached="$HOME/.cache/beekeeper/$GO_TOOLCHAIN_VERSION"
+  if [ -x "$cached/bin/go" ]; then
+    export PATH="$cached/bin:$PATH"
+  fi
   if ! command -v go >/dev/null 2>&1; then
     echo "==> installing Go"
+    as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null
   fi
   local minor
   minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
   if [ "${minor:-0}" -lt 21 ]; then
-    echo "Go $(go env GOVERSION) is too old to fetch Go 1.26; install Go 1.26 from go.dev/dl and re-run." >&2
-    exit 1
+    fetch_go_toolchain "$cached"
+    export PATH="$cached/bin:$PATH"
   fi
   export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
+}
+
+fetch_go_toolchain() {
+  local dest=$1 arch module dir
+  arch=$(dpkg --print-architecture)
+  module="golang.org/toolchain@v0.0.1-$GO_TOOLCHAIN_VERSION.linux-$arch"
+  echo "==> fetching $GO_TOOLCHAIN_VERSION through the Go module proxy"
+  dir=$(cd "$(mktemp -d)" && GO111MODULE=on GOFLAGS= go mod download -json "$module" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  [ -n "$dir" ] || { echo "could not fetch $module" >&2; exit 1; }
+  rm -rf "$dest.tmp" && mkdir -p "$(dirname "$dest")" && cp -r "$dir" "$dest.tmp"
+  chmod -R u+w "$dest.tmp" && chmod +x "$dest.tmp"/bin/* "$dest.tmp"/pkg/tool/*/*
+  rm -rf "$dest" && mv "$dest.tmp" "$dest"
 }
 
 build_beekeeper() {
