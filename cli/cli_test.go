@@ -36,17 +36,6 @@ func psLine(t *testing.T, id string) string {
 	return ""
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // TestHeadlessHiveWorkersBeforeQueen drives the headless commands as a user would, in
 // the seed's Flow 1 order: spawn with a Queen that is not up yet, then start the Queen;
 // the worker appears there online, ps shows it, logs show it, stop removes it.
@@ -68,7 +57,7 @@ func TestHeadlessHiveWorkersBeforeQueen(t *testing.T) {
 
 	q := testenv.StartProcess(t, "queen", "--addr", queenAddr, "--heartbeat-interval", "300ms")
 	t.Cleanup(func() { q.Stop(5 * time.Second) })
-	waitFor(t, "the worker online at the Queen", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "the worker online at the Queen", 10*time.Second, func() bool {
 		resp, err := http.Get(queenURL + wire.PathWorkers + "/" + id)
 		if err != nil {
 			return false
@@ -88,7 +77,7 @@ func TestHeadlessHiveWorkersBeforeQueen(t *testing.T) {
 	if line := psLine(t, id); !strings.Contains(line, "exited") {
 		t.Fatalf("ps line after stop %q, want exited", line)
 	}
-	waitFor(t, "the Queen to forget the stopped worker", 5*time.Second, func() bool {
+	testenv.WaitFor(t, "the Queen to forget the stopped worker", 5*time.Second, func() bool {
 		resp, err := http.Get(queenURL + wire.PathWorkers + "/" + id)
 		if err != nil {
 			return false

@@ -123,18 +123,6 @@ func (q *queenPeer) snapshot() (regs, beats int) {
 	return len(q.registered), len(q.beats)
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestHeartbeatAdoptionAndSelfRegistration: a Queenless worker is adopted through
 // /capabilities?queen_url=, finds itself unknown (404), self-registers with the spawner's
 // payload, heartbeats at the Queen's interval with the token, and says goodbye on SIGTERM.
@@ -160,7 +148,7 @@ func TestHeartbeatAdoptionAndSelfRegistration(t *testing.T) {
 
 	// 200 ms interval: five heartbeats arrive within a few seconds.
 	start := time.Now()
-	waitFor(t, "five heartbeats", 10*time.Second, func() bool { _, beats := q.snapshot(); return beats >= 5 })
+	testenv.WaitFor(t, "five heartbeats", 10*time.Second, func() bool { _, beats := q.snapshot(); return beats >= 5 })
 	elapsed := time.Since(start)
 	q.mu.Lock()
 	reg := q.registered[0]
@@ -195,7 +183,7 @@ func TestHeartbeatAdoptionAndSelfRegistration(t *testing.T) {
 func TestHeartbeatQueenDown(t *testing.T) {
 	q := newQueenPeer(t, "")
 	w := testenv.StartWorker(t, "--queen-url", q.url())
-	waitFor(t, "registration and heartbeats", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "registration and heartbeats", 10*time.Second, func() bool {
 		regs, beats := q.snapshot()
 		return regs == 1 && beats >= 2
 	})
@@ -209,7 +197,7 @@ func TestHeartbeatQueenDown(t *testing.T) {
 
 	regsBefore, beatsBefore := q.snapshot()
 	q.start(q.addr)
-	waitFor(t, "re-registration after the Queen returned", 40*time.Second, func() bool {
+	testenv.WaitFor(t, "re-registration after the Queen returned", 40*time.Second, func() bool {
 		regs, beats := q.snapshot()
 		return regs == regsBefore+1 && beats >= beatsBefore+2
 	})
@@ -221,22 +209,22 @@ func TestHeartbeatQueenDown(t *testing.T) {
 func TestHeartbeatMovesToNewQueen(t *testing.T) {
 	first, second := newQueenPeer(t, ""), newQueenPeer(t, "")
 	w := testenv.StartWorker(t, "--queen-url", first.url())
-	waitFor(t, "heartbeats at the first queen", 10*time.Second, func() bool { _, beats := first.snapshot(); return beats >= 1 })
+	testenv.WaitFor(t, "heartbeats at the first queen", 10*time.Second, func() bool { _, beats := first.snapshot(); return beats >= 1 })
 
 	resp, err := http.Get(w.URL + wire.PathCapabilities + "?queen_url=" + second.url())
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	waitFor(t, "deregistration at the first queen", 5*time.Second, func() bool {
+	testenv.WaitFor(t, "deregistration at the first queen", 5*time.Second, func() bool {
 		first.mu.Lock()
 		defer first.mu.Unlock()
 		return len(first.deleted) == 1
 	})
-	waitFor(t, "heartbeats at the second queen", 5*time.Second, func() bool { _, beats := second.snapshot(); return beats >= 2 })
+	testenv.WaitFor(t, "heartbeats at the second queen", 5*time.Second, func() bool { _, beats := second.snapshot(); return beats >= 2 })
 	_, before := first.snapshot()
 	_, after2 := second.snapshot()
-	waitFor(t, "more heartbeats at the second queen", 5*time.Second, func() bool { _, beats := second.snapshot(); return beats >= after2+2 })
+	testenv.WaitFor(t, "more heartbeats at the second queen", 5*time.Second, func() bool { _, beats := second.snapshot(); return beats >= after2+2 })
 	if _, now := first.snapshot(); now != before {
 		t.Fatalf("the first queen still got heartbeats after the move: %d -> %d", before, now)
 	}

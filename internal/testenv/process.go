@@ -163,3 +163,16 @@ func (p *Process) WaitOutput(s string, timeout time.Duration) string {
 	p.tb.Fatalf("testenv: output never contained %q:\n%s", s, p.Output())
 	return ""
 }
+
+// WaitFor polls cond until it holds, failing the test after timeout with what it waited
+// for. The poll interval is not synchronisation: cond is the condition itself.
+func WaitFor(tb testing.TB, what string, timeout time.Duration, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
