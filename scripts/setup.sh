@@ -53,8 +53,14 @@ fetch_go_toolchain() {
   arch=$(dpkg --print-architecture)
   module="golang.org/toolchain@v0.0.1-$GO_TOOLCHAIN_VERSION.linux-$arch"
   echo "==> fetching $GO_TOOLCHAIN_VERSION through the Go module proxy"
-  dir=$(cd "$(mktemp -d)" && GO111MODULE=on GOFLAGS= go mod download -json "$module" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-  [ -n "$dir" ] || { echo "could not fetch $module" >&2; exit 1; }
+  local json
+  if ! json=$(cd "$(mktemp -d)" && GO111MODULE=on GOFLAGS= go mod download -json "$module"); then
+    echo "could not fetch $module through the Go module proxy:" >&2
+    echo "$json" | grep '"Error"' >&2 || true
+    echo "install Go 1.26 by hand and run this again" >&2
+    exit 1
+  fi
+  dir=$(echo "$json" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
   rm -rf "$dest.tmp" && mkdir -p "$(dirname "$dest")" && cp -r "$dir" "$dest.tmp"
   chmod -R u+w "$dest.tmp" && chmod +x "$dest.tmp"/bin/* "$dest.tmp"/pkg/tool/*/*
   rm -rf "$dest" && mv "$dest.tmp" "$dest"
