@@ -157,9 +157,16 @@ func (h *Hive) checkAdopted(e Entry, full bool) {
 		ctx, cancel := context.WithTimeout(h.ctx, 3*time.Second)
 		defer cancel()
 		_, token := h.syncer.Queen()
-		switch caps, err := spawner.Capabilities(ctx, h.http, e.URL(), token); {
+		caps, err := spawner.Capabilities(ctx, h.http, e.URL(), token)
+		var apiErr *wire.APIError
+		switch {
 		case !spawner.Healthy(ctx, h.http, e.URL()):
 			alive, reason = false, "process runs but does not answer /health"
+		case errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized:
+			// Same pid and start time, serving on its port: ours, spawned with another
+			// token (the app opens before it knows its Queen, or the token changed).
+			// Never stop a healthy worker over that; its Queen traffic needs a restart.
+			h.log.Warn("adopted a worker spawned with another API token; restart it to use the current one", "id", e.ID)
 		case err != nil:
 			alive, reason = false, "process runs but /capabilities failed: "+err.Error()
 		case caps.WorkerID != e.ID:

@@ -302,3 +302,30 @@ func TestSpawnRecordsAbsoluteModelPath(t *testing.T) {
 		t.Fatalf("worker serves model_path %q (%v), want %q", caps.ModelPath, err, testenv.Model(t))
 	}
 }
+
+// The app opens its hive before it knows its Queen, so a reopened hive may hold no token
+// while its workers were spawned with one (--api-token): they answer /capabilities 401.
+// Such a worker is ours (same pid, same start time, healthy) and must be adopted, never
+// stopped.
+func TestReopenWithoutTokenAdoptsTokenWorkers(t *testing.T) {
+	state := t.TempDir()
+	min, max := portRange(t)
+	h, err := Open(Options{StateDir: state, PortMin: min, PortMax: max, WorkerBinary: testenv.Binary(t),
+		QueenURL: "http://127.0.0.1:1", QueenToken: "s3cret", SyncInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := spawn(t, h)
+	if err := h.Close(false); err != nil {
+		t.Fatal(err)
+	}
+	h2 := openHive(t, state, "")
+	t.Cleanup(func() { h2.Close(true) })
+	got, ok := h2.Get(e.ID)
+	if !ok || got.State != StateReady || got.PID != e.PID {
+		t.Fatalf("after reopening without the token %s = %+v, want ready with pid %d", e.ID, got, e.PID)
+	}
+	if !spawner.Alive(e.PID, e.ProcessStart) {
+		t.Fatal("the reopened hive stopped a healthy worker spawned with another token")
+	}
+}
