@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -107,6 +108,9 @@ func (s *Syncer) SetQueen(url, token string) error {
 	if s.cur.client != nil && s.cur.url != url {
 		s.retired = append(s.retired, s.cur)
 	}
+	// Coming back to a Queen we just left (Off, then the same embedded Queen) must not
+	// deregister our workers from it after the sync registered them there.
+	s.retired = slices.DeleteFunc(s.retired, func(t target) bool { return t.url == url })
 	s.cur = target{url: url, token: token, client: client, gen: s.cur.gen + 1}
 	s.status = Status{URL: url}
 	s.mu.Unlock()

@@ -442,3 +442,30 @@ func TestSetQueenSteersWorkerTheQueenCannotReach(t *testing.T) {
 	}
 	t.Logf("worker online at a Queen that cannot reach it in %v", took)
 }
+
+// Leaving a Queen and coming back to it (Queen mode Off, then the same embedded Queen)
+// must not have the workers deregistered from it by the clean-up of the Queen we "left".
+func TestLeaveAndReturnToSameQueenKeepsWorkers(t *testing.T) {
+	reg := openRegistry(t, t.TempDir())
+	url, _ := queenAt(t, freeAddr(t), nil)
+	a, _ := readyWorker(t, reg)
+	s := New(Config{Registry: reg, Interval: time.Hour})
+	if err := s.SetQueen(url, ""); err != nil {
+		t.Fatal(err)
+	}
+	run(t, s)
+	poll(t, heartbeat+time.Second, "online at the Queen", onlineAt(t, url, a.ID))
+	if err := s.SetQueen("", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetQueen(url, ""); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(4 * heartbeat)
+	for time.Now().Before(deadline) {
+		if _, ok := listed(t, url)[a.ID]; !ok {
+			t.Fatal("the worker was deregistered from the Queen the app came back to")
+		}
+		time.Sleep(heartbeat / 10)
+	}
+}
