@@ -80,15 +80,14 @@ func New(cfg Config) (*App, error) {
 	s := a.settings
 
 	h, err := hive.Open(hive.Options{
-		StateDir:           cfg.StateDir,
-		PortMin:            s.PortMin,
-		PortMax:            s.PortMax,
-		WorkerBinary:       cfg.WorkerBinary,
-		LlamaLib:           s.LlamaLib,
-		SpawnedBy:          wire.SpawnedByGUI,
-		StopWorkersOnClose: s.StopWorkersOnQuit,
-		StatsInterval:      cfg.StatsInterval,
-		Logger:             a.log,
+		StateDir:      cfg.StateDir,
+		PortMin:       s.PortMin,
+		PortMax:       s.PortMax,
+		WorkerBinary:  cfg.WorkerBinary,
+		LlamaLib:      s.LlamaLib,
+		SpawnedBy:     wire.SpawnedByGUI,
+		StatsInterval: cfg.StatsInterval,
+		Logger:        a.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open the local worker registry in %s: %w", cfg.StateDir, err)

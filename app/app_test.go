@@ -12,6 +12,9 @@ import (
 
 	"fyne.io/fyne/v2/test"
 
+	"github.com/beekeeper-hive/beekeeper/hive"
+	"github.com/beekeeper-hive/beekeeper/internal/testenv"
+	"github.com/beekeeper-hive/beekeeper/spawner"
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
@@ -196,5 +199,41 @@ func TestEmbeddedQueenOnTakenAddressNamesTheFix(t *testing.T) {
 	if c, err := net.Dial("tcp", free.String()); err == nil {
 		c.Close()
 		t.Fatalf("embedded Queen still listens after switching off")
+	}
+}
+
+// "Stop workers when the app quits" is read when the app quits: switched off during a
+// session after starting with it on, quitting leaves the workers running.
+func TestStopOnQuitSwitchedOffLeavesWorkersRunning(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("BEEKEEPER_HOME", home)
+	fa := test.NewTempApp(t)
+	s := DefaultSettings()
+	port := testenv.FreePort(t)
+	s.PortMin, s.PortMax = port, port+10
+	s.StopWorkersOnQuit = true
+	s.Save(fa.Preferences())
+	a, err := New(Config{Prefs: fa.Preferences(), StateDir: home + "/state", WorkerBinary: testenv.Binary(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e, err := a.Hive().Spawn(ctx, hive.SpawnRequest{ModelPath: testenv.Model(t)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = spawner.StopPID(context.Background(), e.PID, e.ProcessStart, 5*time.Second) })
+
+	s = a.Settings()
+	s.StopWorkersOnQuit = false
+	if err := a.SaveSettings(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !spawner.Alive(e.PID, e.ProcessStart) {
+		t.Fatal("quitting stopped the worker although the setting was switched off")
 	}
 }
