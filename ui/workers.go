@@ -386,6 +386,12 @@ func (s *workersScreen) bindActions(c *cell, r workerRow) {
 	} else {
 		c.stop.Enable()
 	}
+	// A second restart while one is under way would race it for the same id and port.
+	if r.state == hive.StateStarting || r.state == hive.StateStopping {
+		c.restart.Disable()
+	} else {
+		c.restart.Enable()
+	}
 	c.restart.OnTapped = func() { s.restartWorker(id) }
 	c.chat.OnTapped = func() { s.u.openChat(id) }
 	if r.state == hive.StateReady {
@@ -417,10 +423,14 @@ func (s *workersScreen) restartWorker(id string) {
 	})
 }
 
+// removeWorker forgets an exited worker in the background: the registry's file lock may
+// be held by another instance (the CLI) for a moment, and the UI thread must not wait.
 func (s *workersScreen) removeWorker(id string) {
-	if err := s.u.hive.Remove(id); err != nil {
-		s.u.showError(fmt.Errorf("remove %s: %w", id, err))
-	}
+	s.u.goBackground(func(context.Context) {
+		if err := s.u.hive.Remove(id); err != nil {
+			s.u.do(func() { s.u.showError(fmt.Errorf("remove %s: %w", id, err)) })
+		}
+	})
 }
 
 // cellWidget wraps the cell's objects so the table can hand the template back.
