@@ -14,6 +14,9 @@ import (
 	"strings"
 )
 
+// ErrFolderInUse is the error of an install into a folder that holds other files.
+var ErrFolderInUse = errors.New("install folder is not empty")
+
 // markerFile records a finished install, so a half-copied folder is never taken as one.
 const markerFile = ".beekeeper-installed"
 
@@ -33,6 +36,11 @@ func Install(ctx context.Context, dir string, logf func(format string, args ...a
 	if Installed(dir) {
 		logf("llama.cpp runtime already installed in %s", dir)
 		return dir, nil
+	}
+	// The install moves a finished folder into place, so dir is either absent or
+	// empty unless it holds something else: never replace a user's folder.
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		return "", fmt.Errorf("%w: %s already holds files and no Beekeeper install; name an empty or new folder", ErrFolderInUse, dir)
 	}
 	plat, err := platformPackage()
 	if err != nil {
@@ -75,7 +83,7 @@ func Install(ctx context.Context, dir string, logf func(format string, args ...a
 	if err := os.WriteFile(filepath.Join(staging, markerFile), []byte(pkg+"\n"), 0o644); err != nil {
 		return "", err
 	}
-	_ = os.RemoveAll(dir) // a partial folder from an interrupted run
+	_ = os.Remove(dir) // an empty folder the user named; Rename needs it gone
 	if err := os.Rename(staging, dir); err != nil {
 		return "", fmt.Errorf("move runtime into place: %w", err)
 	}

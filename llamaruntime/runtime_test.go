@@ -146,3 +146,20 @@ func TestInstallIsIdempotent(t *testing.T) {
 		t.Fatalf("without npm the error must say so: %v", err)
 	}
 }
+
+// TestInstallNeverReplacesAUsersFolder guards `beekeeper runtime install --dir X`: a
+// folder that holds other files is refused before anything is fetched, and kept whole.
+func TestInstallNeverReplacesAUsersFolder(t *testing.T) {
+	dir := t.TempDir()
+	precious := filepath.Join(dir, "important.txt")
+	if err := os.WriteFile(precious, []byte("keep me"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Install(t.Context(), dir, func(string, ...any) {})
+	if !errors.Is(err, ErrFolderInUse) {
+		t.Fatalf("Install into a folder with files: %v, want ErrFolderInUse", err)
+	}
+	if b, err := os.ReadFile(precious); err != nil || string(b) != "keep me" {
+		t.Fatalf("the user's file is gone or changed: %q %v", b, err)
+	}
+}
