@@ -33,7 +33,6 @@ type heartbeater struct {
 
 	mu       sync.Mutex
 	url      string        // the Queen; "" = Queenless
-	departed string        // a Queen the worker moved away from, to be told it left
 	interval time.Duration // as the Queen last said
 
 	kick    chan struct{} // coalescing: send a heartbeat now
@@ -78,31 +77,19 @@ func (h *heartbeater) queenURL() string {
 // adopt makes raw the worker's Queen. The Queen hears from the worker at once, even when
 // it is the same Queen: it fetches /capabilities right after a registration, so a prompt
 // heartbeat turns the worker online without waiting for the next interval. A Queen the
-// worker moves away from is told it left, so it does not keep a stale record.
+// worker moves away from is not told: a different URL may well name the same Queen
+// (localhost vs 127.0.0.1, a TLS proxy), which would then delete the worker it just
+// adopted; a Queen really left ages the record out (CONTRACT §1 asks nothing more).
 func (h *heartbeater) adopt(raw string) {
 	raw = strings.TrimRight(raw, "/")
 	h.mu.Lock()
 	old := h.url
-	if old != raw {
-		h.url = raw
-		if old != "" {
-			h.departed = old
-		}
-	}
+	h.url = raw
 	h.mu.Unlock()
 	if old != raw {
 		h.w.log.Info("queen adopted", "queen_url", raw, "previous", old)
 	}
 	h.poke()
-}
-
-// takeDeparted returns (and forgets) the Queen the worker moved away from, if any.
-func (h *heartbeater) takeDeparted() string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	old := h.departed
-	h.departed = ""
-	return old
 }
 
 func (h *heartbeater) ready() { h.once.Do(func() { close(h.readyCh) }) }
@@ -132,9 +119,6 @@ func (h *heartbeater) run(ctx context.Context) {
 		case <-timer.C:
 		case <-h.kick:
 			failures = 0
-		}
-		if old := h.takeDeparted(); old != "" {
-			h.leaveQueen(ctx, old)
 		}
 		queen := h.queenURL()
 		if queen == "" {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"sync"
 	"syscall"
 	"testing"
@@ -24,6 +25,7 @@ type queenPeer struct {
 	token    string
 	interval time.Duration
 	srv      *httptest.Server
+	onDelete func(*http.Request) // if set, runs in the DELETE handler after recording
 
 	mu         sync.Mutex
 	known      map[string]bool
@@ -88,6 +90,9 @@ func (q *queenPeer) start(addr string) {
 		q.mu.Lock()
 		q.deleted = append(q.deleted, r.PathValue("id"))
 		q.mu.Unlock()
+		if q.onDelete != nil {
+			q.onDelete(r)
+		}
 		w.WriteHeader(http.StatusNoContent)
 	})
 	q.srv = httptest.NewUnstartedServer(mux)
@@ -204,28 +209,61 @@ func TestHeartbeatQueenDown(t *testing.T) {
 	w.WaitOutput("queen reachable again", 5*time.Second)
 }
 
-// TestHeartbeatMovesToNewQueen: a worker adopted by a second Queen tells the first one it
-// left and heartbeats only to the second, so neither Queen keeps a stale record.
+// TestHeartbeatMovesToNewQueen: a worker adopted by a second Queen heartbeats only to
+// the second from then on, and deletes nothing at the first (the first ages it out).
 func TestHeartbeatMovesToNewQueen(t *testing.T) {
 	first, second := newQueenPeer(t, ""), newQueenPeer(t, "")
 	w := testenv.StartWorker(t, "--queen-url", first.url())
 	testenv.WaitFor(t, "heartbeats at the first queen", 10*time.Second, func() bool { _, beats := first.snapshot(); return beats >= 1 })
 
-	resp, err := http.Get(w.URL + wire.PathCapabilities + "?queen_url=" + second.url())
+	adopt(t, w.URL, second.url())
+	// One sender sends in order: once the second Queen has a heartbeat, none is on its
+	// way to the first any more.
+	testenv.WaitFor(t, "heartbeats at the second queen", 5*time.Second, func() bool { _, beats := second.snapshot(); return beats >= 1 })
+	_, before := first.snapshot()
+	_, after2 := second.snapshot()
+	testenv.WaitFor(t, "more heartbeats at the second queen", 5*time.Second, func() bool { _, beats := second.snapshot(); return beats >= after2+3 })
+	if _, now := first.snapshot(); now != before {
+		t.Fatalf("the first queen still got heartbeats after the move: %d -> %d", before, now)
+	}
+	first.mu.Lock()
+	defer first.mu.Unlock()
+	if len(first.deleted) != 0 {
+		t.Fatalf("the worker deleted itself at the queen it left: %v", first.deleted)
+	}
+}
+
+// TestHeartbeatSameQueenOtherSpellingNoDelete guards against a worker deleting itself at
+// its own Queen: adopted under another URL of the same Queen (localhost vs 127.0.0.1),
+// it sends no DELETE, needs no second registration and keeps heartbeating.
+func TestHeartbeatSameQueenOtherSpellingNoDelete(t *testing.T) {
+	q := newQueenPeer(t, "")
+	w := testenv.StartWorker(t, "--queen-url", q.url())
+	testenv.WaitFor(t, "registration and a heartbeat", 10*time.Second, func() bool {
+		regs, beats := q.snapshot()
+		return regs == 1 && beats >= 1
+	})
+
+	_, port, _ := net.SplitHostPort(q.addr)
+	adopt(t, w.URL, "http://localhost:"+port)
+	_, before := q.snapshot()
+	testenv.WaitFor(t, "heartbeats under the new spelling", 5*time.Second, func() bool { _, beats := q.snapshot(); return beats >= before+3 })
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.deleted) != 0 || len(q.registered) != 1 {
+		t.Fatalf("deletes %v and %d registrations, want none and 1", q.deleted, len(q.registered))
+	}
+}
+
+// adopt makes queenURL the worker's Queen through GET /capabilities?queen_url=.
+func adopt(t *testing.T, workerURL, queenURL string) {
+	t.Helper()
+	resp, err := http.Get(workerURL + wire.PathCapabilities + "?queen_url=" + url.QueryEscape(queenURL))
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	testenv.WaitFor(t, "deregistration at the first queen", 5*time.Second, func() bool {
-		first.mu.Lock()
-		defer first.mu.Unlock()
-		return len(first.deleted) == 1
-	})
-	testenv.WaitFor(t, "heartbeats at the second queen", 5*time.Second, func() bool { _, beats := second.snapshot(); return beats >= 2 })
-	_, before := first.snapshot()
-	_, after2 := second.snapshot()
-	testenv.WaitFor(t, "more heartbeats at the second queen", 5*time.Second, func() bool { _, beats := second.snapshot(); return beats >= after2+2 })
-	if _, now := first.snapshot(); now != before {
-		t.Fatalf("the first queen still got heartbeats after the move: %d -> %d", before, now)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("adopt %s: status %d", queenURL, resp.StatusCode)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -376,6 +377,65 @@ func TestSIGTERMDuringStream(t *testing.T) {
 	t.Logf("exited %s after SIGTERM", time.Since(sent))
 }
 
+// TestSIGTERMRefusesNewRequests guards "SIGTERM = stop accepting" (CONTRACT §1): while
+// the worker says goodbye to its Queen the listener is still open, and a request arriving
+// then must get a 503 JSON error (or a refused connection), never a 200 with no tokens;
+// the stream in flight still ends with [DONE].
+func TestSIGTERMRefusesNewRequests(t *testing.T) {
+	q := newQueenPeer(t, "")
+	leaving := make(chan struct{})
+	// The goodbye hangs until the worker gives up on it: the window stays open.
+	q.onDelete = func(r *http.Request) { close(leaving); <-r.Context().Done() }
+	w := testenv.StartWorker(t, "--queen-url", q.url())
+	testenv.WaitFor(t, "a heartbeat", 10*time.Second, func() bool { _, beats := q.snapshot(); return beats >= 1 })
+
+	resp, rd := openStream(t, context.Background(), w.URL+wire.PathCompletions, longGeneration)
+	defer resp.Body.Close()
+	for i := 0; i < 6; i++ {
+		if _, err := rd.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Signal(syscall.SIGTERM)
+	select {
+	case <-leaving: // generations are stopped; the listener is not closed yet
+	case <-time.After(10 * time.Second):
+		t.Fatal("the worker never said goodbye to its Queen")
+	}
+
+	for _, tc := range []struct {
+		path string
+		body map[string]any
+	}{
+		{wire.PathCompletions, map[string]any{"prompt": storyPrompt, "max_tokens": 5}},
+		{wire.PathChat, map[string]any{"messages": []map[string]string{{"role": "user", "content": "Hi"}}, "max_tokens": 5, "stream": true}},
+	} {
+		status, body, err := tryPost(w.URL+tc.path, tc.body)
+		if err != nil {
+			t.Logf("%s: %v (the listener is closed: fine)", tc.path, err)
+			continue
+		}
+		wantError(t, status, body, http.StatusServiceUnavailable, wire.CodeBusy)
+	}
+
+	var last string
+	for {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			break
+		}
+		if line = strings.TrimSpace(line); line != "" {
+			last = line
+		}
+	}
+	if last != "data: "+wire.SSEDone {
+		t.Fatalf("the stream in flight did not end with [DONE]: last %q", last)
+	}
+	if code := w.Wait(5 * time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM", code)
+	}
+}
+
 func TestAPIToken(t *testing.T) {
 	w := testenv.StartWorker(t, "--api-token", "s3cret")
 	get := func(path string, header ...string) int {
@@ -485,5 +545,41 @@ func TestParallelSlotsDoNotInterfere(t *testing.T) {
 		if got := decode[wire.Completion](t, body).Choices[0].Text; got != want {
 			t.Fatalf("request %d in parallel got %q, alone %q", i, got, want)
 		}
+	}
+}
+
+// TestUnknownPathAndWrongMethodAreJSONErrors guards CONTRACT §1's OpenAI-shaped errors
+// beyond the routes: an unknown path is a JSON 404, a known path with the wrong method a
+// JSON 405 naming the right one in Allow (not the mux's plain text).
+func TestUnknownPathAndWrongMethodAreJSONErrors(t *testing.T) {
+	w := testenv.StartWorker(t)
+	cases := []struct {
+		method, path string
+		status       int
+		allow        string
+	}{
+		{http.MethodGet, "/v1/nope", http.StatusNotFound, ""},
+		{http.MethodPost, "/nope", http.StatusNotFound, ""},
+		{http.MethodGet, wire.PathChat, http.StatusMethodNotAllowed, "POST"},
+		{http.MethodPost, wire.PathHealth, http.StatusMethodNotAllowed, "GET, HEAD"},
+		{http.MethodDelete, wire.PathModels, http.StatusMethodNotAllowed, "GET, HEAD"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, w.URL+tc.path, strings.NewReader("{}"))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+				t.Fatalf("Content-Type %q: %s", ct, body)
+			}
+			wantError(t, resp.StatusCode, body, tc.status, "")
+			if got := resp.Header.Get("Allow"); got != tc.allow {
+				t.Fatalf("Allow %q, want %q", got, tc.allow)
+			}
+		})
 	}
 }

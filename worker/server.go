@@ -28,11 +28,29 @@ const (
 // routes is the worker's whole HTTP surface.
 func (w *Worker) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+wire.PathHealth, w.handleHealth)
-	mux.Handle("GET "+wire.PathCapabilities, w.handle(w.handleCapabilities))
-	mux.Handle("GET "+wire.PathModels, w.handle(w.handleModels))
-	mux.Handle("POST "+wire.PathChat, w.handle(w.handleChat))
-	mux.Handle("POST "+wire.PathCompletions, w.handle(w.handleCompletion))
+	allow := map[string]string{} // path -> the method it takes, for 405 answers
+	route := func(method, path string, h http.Handler) {
+		mux.Handle(method+" "+path, h)
+		allow[path] = method
+	}
+	route(http.MethodGet, wire.PathHealth, http.HandlerFunc(w.handleHealth))
+	route(http.MethodGet, wire.PathCapabilities, w.handle(w.handleCapabilities))
+	route(http.MethodGet, wire.PathModels, w.handle(w.handleModels))
+	route(http.MethodPost, wire.PathChat, w.handle(w.handleChat))
+	route(http.MethodPost, wire.PathCompletions, w.handle(w.handleCompletion))
+	// Everything else gets an OpenAI-shaped JSON error (CONTRACT §1), not the mux's plain
+	// text: "/" matches any method and path the routes above do not.
+	mux.Handle("/", w.handle(func(rw http.ResponseWriter, r *http.Request) error {
+		method, ok := allow[r.URL.Path]
+		if !ok {
+			return wire.NewError(http.StatusNotFound, "", "no such endpoint: %s %s", r.Method, r.URL.Path)
+		}
+		if method == http.MethodGet {
+			method += ", " + http.MethodHead // a GET pattern serves HEAD too
+		}
+		rw.Header().Set("Allow", method)
+		return wire.NewError(http.StatusMethodNotAllowed, "", "%s takes %s, not %s", r.URL.Path, method, r.Method)
+	}))
 	return mux
 }
 
@@ -196,11 +214,18 @@ func (w *Worker) generate(rw http.ResponseWriter, r *http.Request, e *engine.Eng
 			"all %d slots are busy and %d requests already wait: retry shortly, or start the worker with a larger --parallel", e.Parallel(), e.Queued())
 	case err != nil:
 		if w.stopping.Err() != nil {
-			return wire.NewError(http.StatusServiceUnavailable, wire.CodeBusy, "the worker is shutting down")
+			return errShuttingDown()
 		}
 		return nil // the client left while waiting: nobody to answer
 	}
 	defer slot.Release()
+	// Until srv.Shutdown closes the listener, requests still arrive after the stop, and a
+	// free slot is taken before the stop cancels ctx (AfterFunc runs asynchronously):
+	// refuse them rather than answer 200 with no tokens (CONTRACT §1: SIGTERM = stop
+	// accepting).
+	if w.stopping.Err() != nil {
+		return errShuttingDown()
+	}
 
 	out := newResponder(rw, f, w.modelName, params.Stream, params.StreamOptions != nil && params.StreamOptions.IncludeUsage)
 	defer out.close() // before the handler returns: the stream's writer is done with rw
@@ -212,6 +237,9 @@ func (w *Worker) generate(rw http.ResponseWriter, r *http.Request, e *engine.Eng
 			"completion_tokens", res.CompletionTokens, "ms", time.Since(start).Milliseconds())
 		return nil
 	case w.stopping.Err() != nil:
+		if !out.started() && res.CompletionTokens == 0 {
+			return errShuttingDown() // nothing written and nothing generated: no empty 200
+		}
 		res.FinishReason = engine.FinishStop // the worker stops: end the answer cleanly
 	default:
 		if !out.started() {
@@ -224,6 +252,10 @@ func (w *Worker) generate(rw http.ResponseWriter, r *http.Request, e *engine.Eng
 	w.log.Info("request", "path", r.URL.Path, "stream", params.Stream, "prompt_tokens", res.PromptTokens,
 		"completion_tokens", res.CompletionTokens, "finish", res.FinishReason, "ms", time.Since(start).Milliseconds())
 	return nil
+}
+
+func errShuttingDown() error {
+	return wire.NewError(http.StatusServiceUnavailable, wire.CodeBusy, "the worker is shutting down: retry on another worker")
 }
 
 // samplingFrom checks the request's settings and applies the defaults.

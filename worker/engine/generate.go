@@ -191,13 +191,18 @@ func (st *stopper) add(piece []byte, emit func([]byte) error) (bool, error) {
 	if len(st.stops) == 0 {
 		return false, st.emitUpTo(utf8Boundary(st.text, st.sent), emit)
 	}
+	// Cut at the earliest stop in the text, not the first one in the list: with stops
+	// ["\n", "."] and "Hi.\nBye" the answer is "Hi" (both cuts leave the same text on a tie).
+	cut := -1
 	for _, stop := range st.stops {
 		// A stop string can only newly appear in the part not yet emitted plus a tail.
 		from := max(st.sent-len(stop)+1, 0)
-		if i := bytes.Index(st.text[from:], stop); i >= 0 {
-			err := st.emitUpTo(from+i, emit)
-			return true, err
+		if i := bytes.Index(st.text[from:], stop); i >= 0 && (cut < 0 || from+i < cut) {
+			cut = from + i
 		}
+	}
+	if cut >= 0 {
+		return true, st.emitUpTo(cut, emit)
 	}
 	safe := len(st.text)
 	for _, stop := range st.stops {

@@ -20,6 +20,9 @@ func TestStopperHoldsBackAndCuts(t *testing.T) {
 		{name: "stop inside a piece", stops: []string{"Lily"}, pieces: []string{"There was Lily", " who"}, want: "There was ", stopped: true},
 		{name: "stop split across pieces", stops: []string{"\nUser:"}, pieces: []string{"Hi.", "\n", "Us", "er:", " more"}, want: "Hi.", stopped: true},
 		{name: "near miss is released", stops: []string{"\nUser:"}, pieces: []string{"a", "\nUs", "ually"}, want: "a\nUsually"},
+		// The cut is at the earliest stop in the text, whatever the order of the list.
+		{name: "earliest stop in the text wins over list order", stops: []string{"\n", "."}, pieces: []string{"Hi.\nBye"}, want: "Hi", stopped: true},
+		{name: "earliest stop wins when a later one completes too", stops: []string{"!", "\nUser:"}, pieces: []string{"Yes", "\nUser: no!"}, want: "Yes", stopped: true},
 		{name: "utf8 split across pieces", pieces: []string{"caf", "\xc3", "\xa9!"}, want: "café!", maxChunk: []string{"caf", "é!"}},
 	}
 	for _, tc := range cases {
