@@ -364,23 +364,26 @@ func (h *Hive) Spawn(ctx context.Context, req SpawnRequest, progress func(SpawnP
 		syncState = SyncPending
 	}
 	var current Entry // the attempt in progress, recorded as "starting"
+	claim := func(id string, port, pid int) error {
+		ct, _ := spawner.CreateTime(pid)
+		e := Entry{
+			ID: id, PID: pid, ProcessStart: ct, Port: port,
+			BindHost: bind, AdvertiseHost: advertise,
+			Model: wire.ModelName(req.ModelPath), ModelPath: req.ModelPath,
+			WorkerType: req.WorkerType, SpawnedBy: h.opts.SpawnedBy,
+			CtxSize: req.CtxSize, Threads: req.Threads,
+			StartedAt: time.Now().UTC(), LogFile: h.sp.LogFile(id),
+			State: StateStarting, Sync: syncState, QueenURL: queenURL,
+		}
+		if err := h.recordStarting(e); err != nil {
+			return err // the spawner stops the process
+		}
+		current = e
+		return nil
+	}
 	lastFrac := -1.0
 	onProgress := func(p SpawnProgress) {
 		switch p.Phase {
-		case PhaseStarting:
-			ct, _ := spawner.CreateTime(p.PID)
-			current = Entry{
-				ID: p.WorkerID, PID: p.PID, ProcessStart: ct, Port: p.Port,
-				BindHost: bind, AdvertiseHost: advertise,
-				Model: wire.ModelName(req.ModelPath), ModelPath: req.ModelPath,
-				WorkerType: req.WorkerType, SpawnedBy: h.opts.SpawnedBy,
-				CtxSize: req.CtxSize, Threads: req.Threads,
-				StartedAt: time.Now().UTC(), LogFile: h.sp.LogFile(p.WorkerID),
-				State: StateStarting, Sync: syncState, QueenURL: queenURL,
-			}
-			if err := h.reg.Put(current); err != nil {
-				h.log.Warn("record starting worker", "id", p.WorkerID, "err", err)
-			}
 		case PhaseLoading:
 			if p.Fraction-lastFrac >= 0.05 && current.ID != "" {
 				lastFrac = p.Fraction
@@ -392,6 +395,7 @@ func (h *Hive) Spawn(ctx context.Context, req SpawnRequest, progress func(SpawnP
 			}
 		case PhaseRetrying:
 			h.forget(current)
+			current = Entry{}
 		}
 		progress(p)
 	}
@@ -402,6 +406,7 @@ func (h *Hive) Spawn(ctx context.Context, req SpawnRequest, progress func(SpawnP
 		Port: req.Port, PortMin: portMin, PortMax: portMax,
 		BindHost: bind, AdvertiseHost: advertise,
 		SpawnedBy: h.opts.SpawnedBy, QueenURL: queenURL, Token: token,
+		Claim: claim,
 	}, onProgress)
 	if err != nil {
 		h.forget(current)
@@ -412,11 +417,19 @@ func (h *Hive) Spawn(ctx context.Context, req SpawnRequest, progress func(SpawnP
 	h.mu.Unlock()
 	go h.reap(proc) // owned by the child's lifetime: exits when the worker does
 
-	e, err := h.reg.Modify(proc.ID, func(e *Entry) {
+	err = h.reg.Update(func(m map[string]Entry) error {
+		e, ok := m[proc.ID]
+		if !ok || e.PID != proc.PID {
+			return fmt.Errorf("%w: %s with pid %d", ErrNotFound, proc.ID, proc.PID)
+		}
 		e.State, e.LoadProgress, e.ProcessStart = StateReady, 1, proc.CreateTime
+		m[proc.ID] = e
+		return nil
 	})
 	if err != nil {
-		return e, fmt.Errorf("record worker %s: %w", proc.ID, err)
+		// Without its entry the worker would run unseen: never synced, never stopped.
+		_ = proc.Stop(context.Background())
+		return Entry{}, fmt.Errorf("record worker %s: %w", proc.ID, err)
 	}
 	if queenURL != "" {
 		if req.RegisterWithQueen {
@@ -427,8 +440,26 @@ func (h *Hive) Spawn(ctx context.Context, req SpawnRequest, progress func(SpawnP
 			h.syncer.Trigger()
 		}
 	}
-	e, _ = h.reg.Get(proc.ID)
+	e, _ := h.reg.Get(proc.ID)
 	return e, nil
+}
+
+// recordStarting records a just-started process as "starting". It never replaces the
+// entry of another process that is still live under that id (a concurrent spawn on the
+// same port, or another app instance's): that start fails as ErrPortTaken instead.
+func (h *Hive) recordStarting(e Entry) error {
+	err := h.reg.Update(func(m map[string]Entry) error {
+		if cur, ok := m[e.ID]; ok && cur.PID != e.PID && cur.State.Live() && spawner.Alive(cur.PID, cur.ProcessStart) {
+			return &spawner.StartError{Kind: spawner.ErrPortTaken, Port: e.Port, ExitCode: -1,
+				Err: fmt.Errorf("worker %s is already live (pid %d)", e.ID, cur.PID)}
+		}
+		m[e.ID] = e
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record starting worker %s: %w", e.ID, err)
+	}
+	return nil
 }
 
 // forget removes the entry of a start attempt that never served.
@@ -484,6 +515,16 @@ func (h *Hive) Stop(ctx context.Context, id string) error {
 		}
 	}
 	if err != nil {
+		// The worker may still run: undo the "stopping" mark, or its row would stay stuck
+		// in "stopping" and a later crash would be recorded as a clean exit.
+		h.mu.Lock()
+		delete(h.stopping, id)
+		h.mu.Unlock()
+		_, _ = h.reg.Modify(id, func(x *Entry) {
+			if x.PID == e.PID && x.State == StateStopping {
+				x.State = e.State
+			}
+		})
 		return fmt.Errorf("stop worker %s: %w", id, err)
 	}
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)

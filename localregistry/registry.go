@@ -60,6 +60,10 @@ type Registry struct {
 
 	mu      sync.Mutex // serialises transactions in this process; never held across network I/O
 	entries map[string]Entry
+	// pubMu is taken before mu is released and held while a transaction's changes are
+	// published, so subscribers see changes in commit order (the last event for an id is
+	// its current state). Publishing never blocks, so holding it is short.
+	pubMu sync.Mutex
 
 	subMu sync.Mutex
 	subs  map[chan Change]struct{}
@@ -160,7 +164,9 @@ func (r *Registry) Delete(id string) error {
 func (r *Registry) Update(fn func(map[string]Entry) error) error {
 	r.mu.Lock()
 	changes, err := r.update(fn)
+	r.pubMu.Lock()
 	r.mu.Unlock()
+	defer r.pubMu.Unlock()
 	if err != nil {
 		return err
 	}

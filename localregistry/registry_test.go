@@ -110,3 +110,60 @@ func TestSubscribeSeesChangesOfAnotherInstance(t *testing.T) {
 		t.Fatalf("modify unknown: %v", err)
 	}
 }
+
+// Two transactions must not publish their changes in reverse order: a subscriber's last
+// event for an id would then be stale while the registry holds a newer state.
+func TestSubscribersSeeConcurrentUpdatesInCommitOrder(t *testing.T) {
+	r, err := Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "worker-llm-1"
+	if err := r.Put(entry(id)); err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 8, 25 // 200 changes: within a subscriber's buffer of 256
+	for round := 0; round < 10; round++ {
+		subs := make([]<-chan Change, 3)
+		for i := range subs {
+			ch, unsub := r.Subscribe()
+			defer unsub()
+			subs[i] = ch
+		}
+		var wg sync.WaitGroup
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < each; i++ {
+					// Port counts the commits: each transaction publishes the next number.
+					if _, err := r.Modify(id, func(e *Entry) { e.Port++ }); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		final, _ := r.Get(id)
+		for i, ch := range subs {
+			prev, n := 0, 0
+		drain:
+			for {
+				select {
+				case c := <-ch:
+					if c.Entry.Port <= prev {
+						t.Fatalf("round %d subscriber %d: event port %d after %d: published out of commit order", round, i, c.Entry.Port, prev)
+					}
+					prev = c.Entry.Port
+					n++
+				default:
+					break drain
+				}
+			}
+			if n != workers*each || prev != final.Port {
+				t.Fatalf("round %d subscriber %d: %d events, last port %d; registry has %d", round, i, n, prev, final.Port)
+			}
+		}
+	}
+}

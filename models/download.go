@@ -403,14 +403,19 @@ func (dl *Download) Cancel() {
 	dl.mu.Lock()
 	state, cancel, done := dl.state, dl.cancel, dl.done
 	dl.mu.Unlock()
-	switch state {
-	case Running:
+	if state == Running {
 		cancel(ErrCanceled)
 		<-done
-	case Paused, Failed:
-		dl.mu.Lock()
+		// A Pause in flight may have cancelled the run first (the first cause wins), so
+		// the run can end Paused (or Failed): finish the cancel below.
+	}
+	dl.mu.Lock()
+	state = dl.state
+	if state == Paused || state == Failed {
 		dl.state, dl.err = Canceled, ErrCanceled
-		dl.mu.Unlock()
+	}
+	dl.mu.Unlock()
+	if state == Paused || state == Failed {
 		dl.d.release(dl.name)
 		dl.removeFiles()
 		dl.report()

@@ -379,3 +379,49 @@ func TestFileNameFromHuggingFaceURL(t *testing.T) {
 		t.Fatalf("FileName = %q, %v", got, err)
 	}
 }
+
+// A Cancel pressed while a Pause is in flight must still cancel: the run's first cause
+// (ErrPaused) must not leave it Paused with its partial files kept.
+func TestDownloadCancelDuringPauseCancels(t *testing.T) {
+	srv := newModelServer(t)
+	srv.hold.Store(true)
+	for i := 0; i < 20; i++ {
+		dir := t.TempDir()
+		d := NewDownloader(dir, srv.Client())
+		d.ReportEvery = 0
+		started := make(chan struct{})
+		var once sync.Once
+		dl, err := d.Start(Request{URL: srv.URL + "/m/stories260K.gguf"}, func(p Progress) {
+			if p.Received > 0 {
+				once.Do(func() { close(started) })
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-started
+		// What Pause does first, without waiting for the run to end: the Pause is in flight.
+		dl.mu.Lock()
+		pause := dl.cancel
+		dl.mu.Unlock()
+		pause(ErrPaused)
+		dl.Cancel()
+		if err := dl.Wait(waitCtx(t)); !errors.Is(err, ErrCanceled) {
+			t.Fatalf("iteration %d: Wait after Pause+Cancel = %v, want ErrCanceled", i, err)
+		}
+		if p := dl.Progress(); p.State != Canceled {
+			t.Fatalf("iteration %d: state %v, want canceled", i, p.State)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Fatalf("iteration %d: cancel left files: %v", i, ents)
+		}
+		// The name is free again.
+		if _, err := d.Start(Request{URL: srv.URL + "/m/stories260K.gguf"}, nil); err != nil {
+			t.Fatalf("iteration %d: name not released: %v", i, err)
+		}
+		d.mu.Lock()
+		again := d.active["stories260K.gguf"]
+		d.mu.Unlock()
+		again.Cancel()
+	}
+}

@@ -48,6 +48,9 @@ func stopGroup(ctx context.Context, pid int, grace time.Duration, done <-chan st
 		default:
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return err // given up before it began: send nothing, the worker keeps running
+	}
 	_ = syscall.Kill(-pid, syscall.SIGTERM)
 	if wait(grace) {
 		return nil

@@ -47,6 +47,12 @@ type Spec struct {
 	SpawnedBy        string
 	QueenURL         string
 	Token            string
+	// Claim, when set, records the started process (its worker id, port and pid) before
+	// Start waits for it. Picking the port, starting the process and Claim run under one
+	// lock per Spawner, so two starts never claim one port at once. When Claim fails the
+	// process is stopped; a *StartError of kind ErrPortTaken moves an automatic port on
+	// to the next one, as a worker that finds its port taken does.
+	Claim func(id string, port, pid int) error
 }
 
 // Spawner starts workers. Safe for concurrent use.
@@ -56,6 +62,8 @@ type Spawner struct {
 
 	mu       sync.Mutex
 	llamaLib string // --llama-lib for the next start; changed by SetLlamaLib
+
+	claimMu sync.Mutex // held from picking a port to the Spec's Claim (see Spec.Claim)
 }
 
 // New returns a Spawner; it checks nothing until Start.
@@ -140,7 +148,7 @@ func (p *Process) Done() <-chan struct{} { return p.done }
 func (p *Process) ExitCode() int { return int(p.exitCode.Load()) }
 
 // Stop sends SIGTERM to the worker's process group, waits up to the grace period, then
-// SIGKILLs the group and waits for the reap.
+// SIGKILLs the group and waits for the reap. A ctx already done sends nothing.
 func (p *Process) Stop(ctx context.Context) error {
 	return stopGroup(ctx, p.PID, p.grace, p.done, nil)
 }
@@ -169,28 +177,42 @@ func (s *Spawner) Start(ctx context.Context, spec Spec, progress func(Progress))
 	}
 	skip := map[int]bool{}
 	for attempt := 0; ; attempt++ {
-		port := spec.Port
-		if port == 0 {
-			var err error
-			port, err = FreePort(spec.BindHost, spec.PortMin, spec.PortMax, skip)
-			if err != nil {
-				return nil, err
+		p, err := s.launch(spec, skip)
+		if err == nil {
+			progress(Progress{Phase: PhaseStarting, WorkerID: p.ID, Port: p.Port, PID: p.PID})
+			if err = s.waitReady(ctx, p, spec.Token, progress); err != nil {
+				_ = p.Stop(context.Background())
 			}
-		} else if !PortFree(spec.BindHost, port) {
-			return nil, &StartError{Kind: ErrPortTaken, Port: port, ExitCode: -1}
 		}
-		p, err := s.startOn(ctx, spec, port, progress)
 		var se *StartError
 		if err != nil && errors.As(err, &se) && se.Kind == ErrPortTaken && spec.Port == 0 && attempt < s.cfg.PortRetries {
-			skip[port] = true
-			progress(Progress{Phase: PhaseRetrying, Port: port})
+			skip[se.Port] = true
+			progress(Progress{Phase: PhaseRetrying, Port: se.Port})
 			continue
 		}
-		return p, err
+		if err != nil {
+			return nil, err
+		}
+		progress(Progress{Phase: PhaseReady, WorkerID: p.ID, Port: p.Port, PID: p.PID, Fraction: 1})
+		return p, nil
 	}
 }
 
-func (s *Spawner) startOn(ctx context.Context, spec Spec, port int, progress func(Progress)) (*Process, error) {
+// launch picks the port, starts the process and hands it to spec.Claim, all under
+// claimMu: a second start cannot pick the same port before the first is recorded.
+func (s *Spawner) launch(spec Spec, skip map[int]bool) (*Process, error) {
+	s.claimMu.Lock()
+	defer s.claimMu.Unlock()
+	port := spec.Port
+	if port == 0 {
+		var err error
+		port, err = FreePort(spec.BindHost, spec.PortMin, spec.PortMax, skip)
+		if err != nil {
+			return nil, err
+		}
+	} else if !PortFree(spec.BindHost, port) {
+		return nil, &StartError{Kind: ErrPortTaken, Port: port, ExitCode: -1}
+	}
 	id := wire.WorkerID(spec.WorkerType, spec.AdvertiseHost, port)
 	logPath := filepath.Join(s.cfg.LogDir, id+".log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -216,13 +238,13 @@ func (s *Spawner) startOn(ctx context.Context, spec Spec, port int, progress fun
 	p := track(cmd, s.cfg.StopGrace)
 	p.ID, p.Port, p.LogFile = id, port, logPath
 	p.BindHost, p.Advertise = spec.BindHost, spec.AdvertiseHost
-	progress(Progress{Phase: PhaseStarting, WorkerID: id, Port: port, PID: p.PID})
-
-	if err := s.waitReady(ctx, p, spec.Token, progress); err != nil {
-		_ = p.Stop(context.Background())
-		return nil, err
+	if spec.Claim != nil {
+		if err := spec.Claim(id, port, p.PID); err != nil {
+			// Unrecorded, it would run unseen: nobody could stop or sync it.
+			_ = p.Stop(context.Background())
+			return nil, err
+		}
 	}
-	progress(Progress{Phase: PhaseReady, WorkerID: id, Port: port, PID: p.PID, Fraction: 1})
 	return p, nil
 }
 

@@ -34,7 +34,6 @@ type spawnForm struct {
 	ctxSize  *keyEntry
 	threads  *keyEntry
 	port     *keyEntry
-	register *widget.Check
 	progress *widget.ProgressBar
 	status   *widget.Label
 	submit   *widget.Button
@@ -67,8 +66,6 @@ func (u *UI) openSpawnDialog(modelPath string) {
 	f.threads.SetPlaceHolder("auto")
 	f.port = newKeyEntry(f.submitForm, f.close)
 	f.port.SetPlaceHolder(fmt.Sprintf("auto (%d–%d)", s.PortMin, s.PortMax))
-	f.register = widget.NewCheck("Register with the Queen", nil)
-	f.register.SetChecked(s.QueenMode != app.QueenOff)
 
 	f.progress = widget.NewProgressBar()
 	f.progress.Hide()
@@ -82,7 +79,6 @@ func (u *UI) openSpawnDialog(modelPath string) {
 		widget.NewFormItem("Context size", f.ctxSize),
 		widget.NewFormItem("Threads", f.threads),
 		widget.NewFormItem("Port", f.port),
-		widget.NewFormItem("", f.register),
 	)
 	f.submit = widget.NewButton("Spawn", f.submitForm)
 	f.submit.Importance = widget.HighImportance
@@ -135,9 +131,11 @@ func (f *spawnForm) browse() {
 // request reads the form into a spawn request, naming the field that is wrong.
 func (f *spawnForm) request() (hive.SpawnRequest, error) {
 	req := hive.SpawnRequest{
-		ModelPath:         strings.TrimSpace(f.modelSel.Text),
-		WorkerType:        strings.TrimSpace(f.wtype.Text),
-		RegisterWithQueen: f.register.Checked,
+		ModelPath:  strings.TrimSpace(f.modelSel.Text),
+		WorkerType: strings.TrimSpace(f.wtype.Text),
+		// No opt-out: while a Queen is set, the sync registers every live worker anyway;
+		// this only registers it at once instead of at the next sync.
+		RegisterWithQueen: true,
 	}
 	if req.ModelPath == "" {
 		return req, &formError{"Model", "choose a .gguf model file (Browse…)"}
