@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/beekeeper-hive/beekeeper/wire"
@@ -26,17 +27,27 @@ func (c FetchConfig) withDefaults() FetchConfig {
 	if c.Concurrency <= 0 {
 		c.Concurrency = 16
 	}
+	if c.Queue <= 0 {
+		c.Queue = 10_000
+	}
 	return c
 }
 
 // fetcher fetches a registered worker's /capabilities in the background, so no request
-// ever waits on a slow worker. At most one fetch goroutine exists per worker (the
-// registry's fetching flag) and at most Concurrency of them talk to workers at once.
+// ever waits on a slow worker. A record has at most one fetch job queued or running (the
+// registry's fetching flag), and the job belongs to that record: a record deleted or
+// replaced meanwhile ends its job. Jobs wait in a bounded queue and run on at most
+// Concurrency goroutines, started on demand and gone when the queue is empty, so a
+// registration flood cannot pile up goroutines.
 type fetcher struct {
 	q      *Queen
 	cfg    FetchConfig
 	client *http.Client
-	slots  chan struct{}
+
+	mu      sync.Mutex
+	jobs    chan *record // the queue; a job is the record to fetch for
+	running int          // fetch goroutines alive, at most cfg.Concurrency
+	closed  bool         // the Queen stopped: nothing more is queued
 }
 
 func newFetcher(q *Queen, cfg FetchConfig) *fetcher {
@@ -53,24 +64,78 @@ func newFetcher(q *Queen, cfg FetchConfig) *fetcher {
 			// Only the registered host:port's /capabilities is ever fetched.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		slots: make(chan struct{}, cfg.Concurrency),
+		jobs: make(chan *record, cfg.Queue),
 	}
 }
 
-// start runs the fetch loop of one worker; the Queen's lifetime owns the goroutine.
-func (f *fetcher) start(id string) {
-	f.q.wg.Add(1)
-	go func() {
-		defer f.q.wg.Done()
-		f.loop(id)
-	}()
+// enqueue queues the fetch of a newly registered record. A full queue drops it (logged
+// and counted): the worker still goes online with its first heartbeat, and its next
+// registration queues a fetch again.
+func (f *fetcher) enqueue(rec *record) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return
+	}
+	select {
+	case f.jobs <- rec:
+	default:
+		f.q.reg.fetchDropped(rec)
+		f.q.metrics.capFetches.WithLabelValues("dropped").Inc()
+		f.q.log.Warn("capabilities fetch dropped: the fetch queue is full", "worker", rec.w.WorkerID, "queue", f.cfg.Queue)
+		return
+	}
+	if f.running < f.cfg.Concurrency {
+		f.running++
+		f.q.wg.Add(1) // the Queen's lifetime owns the goroutine
+		go f.work()
+	}
 }
 
-// loop fetches until the result matches the latest registration of the worker.
-func (f *fetcher) loop(id string) {
+// work runs queued jobs until the queue is empty or the Queen stops. The queue is
+// checked under f.mu, the lock enqueue holds, so no job is left without a goroutine.
+func (f *fetcher) work() {
+	defer f.q.wg.Done()
+	for {
+		f.mu.Lock()
+		var rec *record
+		if f.q.base.Err() == nil {
+			select {
+			case rec = <-f.jobs:
+			default:
+			}
+		}
+		if rec == nil {
+			f.running--
+			f.mu.Unlock()
+			return
+		}
+		f.mu.Unlock()
+		f.loop(rec)
+	}
+}
+
+// stopped refuses later fetches. Taking f.mu also waits out an enqueue in progress, so
+// its wg.Add comes before the Queen's wg.Wait.
+func (f *fetcher) stopped() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+}
+
+// idle reports whether no fetch is queued or running.
+func (f *fetcher) idle() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.running == 0 && len(f.jobs) == 0
+}
+
+// loop fetches until the result matches the latest registration of the record, or the
+// record is no longer the registry's.
+func (f *fetcher) loop(rec *record) {
 	ctx := f.q.base
 	for {
-		t, ok := f.q.reg.target(id)
+		t, ok := f.q.reg.target(rec)
 		if !ok {
 			return
 		}
@@ -78,7 +143,7 @@ func (f *fetcher) loop(id string) {
 		if err != nil {
 			f.q.metrics.capFetches.WithLabelValues("failed").Inc()
 			if ctx.Err() == nil {
-				f.q.log.Warn("capabilities fetch failed", "worker", id, "url", t.url, "err", err)
+				f.q.log.Warn("capabilities fetch failed", "worker", t.id, "url", t.url, "err", err)
 			}
 		} else {
 			f.q.metrics.capFetches.WithLabelValues("ok").Inc()
@@ -113,12 +178,6 @@ func (f *fetcher) fetchWithRetry(ctx context.Context, t fetchTarget) (*wire.Capa
 }
 
 func (f *fetcher) fetchOnce(ctx context.Context, t fetchTarget) (*wire.Capabilities, error) {
-	select {
-	case f.slots <- struct{}{}:
-		defer func() { <-f.slots }()
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 	u := t.url + wire.PathCapabilities + "?" + wire.QueryQueenURL + "=" + url.QueryEscape(t.queenURL)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {

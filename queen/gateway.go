@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
@@ -73,6 +74,9 @@ func (g *gateway) handleProxy(w http.ResponseWriter, r *http.Request) error {
 		return invalidField("model", "is required: one of the names GET %s lists", wire.PathModels)
 	}
 
+	// Only models the registry knows label the metrics: a client-chosen name would mint a
+	// new series per request.
+	label := clipModel(m.Model)
 	var tried []string
 	var lastErr error
 	for range 2 {
@@ -81,7 +85,10 @@ func (g *gateway) handleProxy(w http.ResponseWriter, r *http.Request) error {
 			if lastErr != nil {
 				break // the one worker we had failed and no other serves the model
 			}
-			g.q.metrics.routed.WithLabelValues(m.Model, routeCode(err)).Inc()
+			if apiErr := (*wire.APIError)(nil); errors.As(err, &apiErr) && apiErr.Detail.Code == wire.CodeModelNotFound {
+				label = "unknown"
+			}
+			g.q.metrics.routed.WithLabelValues(label, routeCode(err)).Inc()
 			return err
 		}
 		tried = append(tried, target.id)
@@ -98,13 +105,26 @@ func (g *gateway) handleProxy(w http.ResponseWriter, r *http.Request) error {
 		failed := g.stream(w, resp, target.id)
 		resp.Body.Close()
 		g.q.reg.release(target.id, failed && r.Context().Err() == nil)
-		g.q.metrics.routed.WithLabelValues(m.Model, strconv.Itoa(resp.StatusCode)).Inc()
-		g.q.metrics.routeSeconds.WithLabelValues(m.Model).Observe(time.Since(start).Seconds())
+		g.q.metrics.routed.WithLabelValues(label, strconv.Itoa(resp.StatusCode)).Inc()
+		g.q.metrics.routeSeconds.WithLabelValues(label).Observe(time.Since(start).Seconds())
 		return nil
 	}
-	g.q.metrics.routed.WithLabelValues(m.Model, "unreachable").Inc()
+	g.q.metrics.routed.WithLabelValues(label, "unreachable").Inc()
 	return fmt.Errorf("%w (%v)", wire.NewError(http.StatusBadGateway, wire.CodeNoWorkerOnline,
-		"no worker serving %q could be reached; it was marked and will be retried after its next heartbeat", m.Model), lastErr)
+		"no worker serving %q could be reached; it was marked and will be retried after its next heartbeat", label), lastErr)
+}
+
+// clipModel caps a client-supplied model name wherever the Queen repeats it (answers,
+// logs, metric labels) at the longest name a registration accepts.
+func clipModel(s string) string {
+	if len(s) <= maxModelLen {
+		return s
+	}
+	cut := maxModelLen
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func routeCode(err error) string {
@@ -211,10 +231,10 @@ func (r *registry) pick(model string, exclude []string) (routeTarget, error) {
 		return routeTarget{id: best.w.WorkerID, url: best.w.URL}, nil
 	case known:
 		return routeTarget{}, wire.NewError(http.StatusServiceUnavailable, wire.CodeNoWorkerOnline,
-			"no worker serving %q is online right now: wait for one to heartbeat, or spawn one", model)
+			"no worker serving %q is online right now: wait for one to heartbeat, or spawn one", clipModel(model))
 	default:
 		return routeTarget{}, wire.NewError(http.StatusNotFound, wire.CodeModelNotFound,
-			"no worker serves model %q: spawn one, or pick a model GET %s lists", model, wire.PathModels)
+			"no worker serves model %q: spawn one, or pick a model GET %s lists", clipModel(model), wire.PathModels)
 	}
 }
 

@@ -110,11 +110,13 @@ func (q *Queen) register(w http.ResponseWriter, r *http.Request, req wire.Regist
 	}
 	q.metrics.registrations.WithLabelValues("ok").Inc()
 	if res.fetch {
-		q.caps.start(req.WorkerID)
+		q.caps.enqueue(res.rec)
 	}
+	// CONTRACT §2: the answer says "registered" even when an online worker re-registers
+	// (it stays online in the registry and GET /v1/workers).
 	wire.WriteJSON(w, http.StatusOK, wire.RegisterResponse{
 		WorkerID:            res.worker.WorkerID,
-		State:               res.worker.State,
+		State:               wire.StateRegistered,
 		HeartbeatIntervalMS: q.cfg.HeartbeatInterval.Milliseconds(),
 	})
 	return nil

@@ -434,7 +434,7 @@ func TestGatewayErrors(t *testing.T) {
 
 func TestPickLeastBusySkipsMarkedAndExcluded(t *testing.T) {
 	clock := newFakeClock()
-	r := newRegistry(clock.Now, testInterval, time.Minute)
+	r := newRegistry(clock.Now, testInterval, time.Minute, DefaultMaxWorkers)
 	for i, id := range []string{"a", "b", "c"} {
 		if _, err := r.register(regReq(id, 9000+i), ""); err != nil {
 			t.Fatal(err)
@@ -483,7 +483,7 @@ func TestMetrics(t *testing.T) {
 		`beekeeper_queen_registrations_total{result="ok"} 2`,
 		`beekeeper_queen_registrations_total{result="rejected"} 1`,
 		`beekeeper_queen_heartbeats_total{result="ok"} 1`,
-		`beekeeper_queen_routed_requests_total{code="404",model="nope"} 1`,
+		`beekeeper_queen_routed_requests_total{code="404",model="unknown"} 1`,
 	} {
 		if !strings.Contains(string(a.body), line) {
 			t.Errorf("/metrics lacks %q", line)

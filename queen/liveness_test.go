@@ -12,7 +12,7 @@ import (
 func TestLivenessStateMachine(t *testing.T) {
 	clock := newFakeClock()
 	const retention = time.Minute
-	r := newRegistry(clock.Now, testInterval, retention)
+	r := newRegistry(clock.Now, testInterval, retention, DefaultMaxWorkers)
 	_, events, cancel := r.subscribe()
 	defer cancel()
 
@@ -74,7 +74,7 @@ func TestLivenessStateMachine(t *testing.T) {
 // staying "registered" (and blocking its id) forever.
 func TestSilentRegistrationGoesStale(t *testing.T) {
 	clock := newFakeClock()
-	r := newRegistry(clock.Now, testInterval, time.Minute)
+	r := newRegistry(clock.Now, testInterval, time.Minute, DefaultMaxWorkers)
 	r.register(regReq("w1", 9), "")
 	clock.Advance(wire.StaleAfter * testInterval)
 	r.sweep()
@@ -87,7 +87,7 @@ func TestSilentRegistrationGoesStale(t *testing.T) {
 // periodic re-registration must not take an online worker out of routing.
 func TestReRegistrationKeepsOnlineWorkerRoutable(t *testing.T) {
 	clock := newFakeClock()
-	r := newRegistry(clock.Now, testInterval, time.Minute)
+	r := newRegistry(clock.Now, testInterval, time.Minute, DefaultMaxWorkers)
 	r.register(regReq("w1", 9), "")
 	r.heartbeat(wire.Heartbeat{WorkerID: "w1", Status: wire.StatusReady})
 	res, err := r.register(regReq("w1", 9), "")

@@ -33,6 +33,11 @@ type Config struct {
 	// Retention is how long an offline worker stays listed before it is removed.
 	// Default 10 minutes.
 	Retention time.Duration
+	// MaxWorkers caps the workers the registry holds: a registration of a new id beyond
+	// it is refused (503 server_busy); a known id always re-registers. It bounds what a
+	// registration flood can pile up until retention removes it. Default
+	// DefaultMaxWorkers.
+	MaxWorkers int
 	// SweepInterval is how often liveness is re-evaluated. Default a quarter of the
 	// heartbeat interval, capped at one second.
 	SweepInterval time.Duration
@@ -49,8 +54,12 @@ type FetchConfig struct {
 	Timeout     time.Duration // per attempt; default 2 s
 	Attempts    int           // default 5
 	Backoff     time.Duration // first retry delay, doubled each time; default 100 ms
-	Concurrency int           // fetches in flight at once; default 16
+	Concurrency int           // fetches in flight at once (the fetch goroutines); default 16
+	Queue       int           // fetches waiting for a goroutine; beyond it one is dropped; default 10,000
 }
+
+// DefaultMaxWorkers is Config.MaxWorkers's default.
+const DefaultMaxWorkers = 100_000
 
 // Queen is one mini Queen. Create it with New, serve it with Run or Serve.
 type Queen struct {
@@ -88,6 +97,12 @@ func New(cfg Config) (*Queen, error) {
 	if cfg.Retention < 0 {
 		return nil, fmt.Errorf("retention %v is negative", cfg.Retention)
 	}
+	if cfg.MaxWorkers == 0 {
+		cfg.MaxWorkers = DefaultMaxWorkers
+	}
+	if cfg.MaxWorkers < 0 {
+		return nil, fmt.Errorf("max workers %d is negative", cfg.MaxWorkers)
+	}
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = min(max(cfg.HeartbeatInterval/4, 10*time.Millisecond), time.Second)
 	}
@@ -109,7 +124,7 @@ func New(cfg Config) (*Queen, error) {
 	q := &Queen{cfg: cfg, log: cfg.Logger}
 	q.base, q.cancel = context.WithCancel(context.Background())
 	q.metrics = newMetrics()
-	q.reg = newRegistry(cfg.Now, cfg.HeartbeatInterval, cfg.Retention)
+	q.reg = newRegistry(cfg.Now, cfg.HeartbeatInterval, cfg.Retention, cfg.MaxWorkers)
 	q.metrics.registerStates(q.reg)
 	q.caps = newFetcher(q, cfg.Capabilities)
 	q.gateway = newGateway(q)
@@ -166,6 +181,7 @@ func (q *Queen) Serve(ctx context.Context, ln net.Listener) error {
 		_ = srv.Close()
 	}
 	<-sweepDone
+	q.caps.stopped()
 	q.wg.Wait()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
@@ -178,6 +194,7 @@ func (q *Queen) Serve(ctx context.Context, ln net.Listener) error {
 func (q *Queen) Close() {
 	q.cancel()
 	q.reg.close()
+	q.caps.stopped()
 	q.wg.Wait()
 }
 

@@ -2,6 +2,7 @@ package queen
 
 import (
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"sync"
@@ -21,7 +22,7 @@ type record struct {
 	queenURL string    // handed to the worker on the capabilities fetch
 
 	gen      uint64 // bumped by each registration; stale fetch results are dropped
-	fetching bool   // a capabilities fetch goroutine owns this record's fetch
+	fetching bool   // a capabilities fetch job for this record is queued or running
 
 	inflight int       // requests the gateway routes to it right now
 	failedAt time.Time // the gateway failed to reach it; cleared by a heartbeat
@@ -29,9 +30,10 @@ type record struct {
 
 // registry is one mutex-guarded map of workers plus the subscribers of its changes.
 type registry struct {
-	now       func() time.Time
-	interval  time.Duration
-	retention time.Duration
+	now        func() time.Time
+	interval   time.Duration
+	retention  time.Duration
+	maxWorkers int // new ids beyond it are refused
 
 	mu      sync.Mutex
 	workers map[string]*record
@@ -44,13 +46,14 @@ type subscriber struct {
 	ch chan wire.Event
 }
 
-func newRegistry(now func() time.Time, interval, retention time.Duration) *registry {
+func newRegistry(now func() time.Time, interval, retention time.Duration, maxWorkers int) *registry {
 	return &registry{
-		now:       now,
-		interval:  interval,
-		retention: retention,
-		workers:   make(map[string]*record),
-		subs:      make(map[*subscriber]struct{}),
+		now:        now,
+		interval:   interval,
+		retention:  retention,
+		maxWorkers: maxWorkers,
+		workers:    make(map[string]*record),
+		subs:       make(map[*subscriber]struct{}),
 	}
 }
 
@@ -61,12 +64,18 @@ func workerURL(host string, port int) string {
 // registerResult tells the handler what happened.
 type registerResult struct {
 	worker wire.Worker
-	gen    uint64
-	fetch  bool // the caller must make sure a capabilities fetch runs
+	rec    *record // the record a capabilities fetch belongs to
+	fetch  bool    // the caller must make sure a capabilities fetch runs
+}
+
+func errTooManyWorkers(limit int) error {
+	return wire.NewError(http.StatusServiceUnavailable, wire.CodeBusy,
+		"this Queen already holds its limit of %d workers: deregister stopped ones (DELETE %s/{id}) or wait for offline ones to be removed", limit, wire.PathWorkers)
 }
 
 // register stores or updates a worker. An id held by another host:port that is still
 // alive (registered or online) is a conflict; a stale or offline holder is replaced.
+// A new id beyond maxWorkers is refused; a known id always re-registers.
 func (r *registry) register(req wire.RegisterRequest, queenURL string) (registerResult, error) {
 	now := r.now()
 	r.mu.Lock()
@@ -77,6 +86,9 @@ func (r *registry) register(req wire.RegisterRequest, queenURL string) (register
 			return registerResult{}, errConflict(req.WorkerID, rec.w.URL)
 		}
 		ok = false // a dead holder: replace it
+	}
+	if _, known := r.workers[req.WorkerID]; !known && len(r.workers) >= r.maxWorkers {
+		return registerResult{}, errTooManyWorkers(r.maxWorkers)
 	}
 	if !ok {
 		rec = &record{w: wire.Worker{
@@ -106,7 +118,7 @@ func (r *registry) register(req wire.RegisterRequest, queenURL string) (register
 		event = wire.EventRegistered
 	}
 	r.publish(event, rec, now)
-	res := registerResult{worker: rec.w, gen: rec.gen, fetch: !rec.fetching}
+	res := registerResult{worker: rec.w, rec: rec, fetch: !rec.fetching}
 	rec.fetching = true
 	return res, nil
 }
@@ -151,33 +163,37 @@ func (r *registry) remove(id string) (wire.Worker, bool) {
 	return rec.w, true
 }
 
-// fetchTarget is what a capabilities fetch needs to know.
+// fetchTarget is what a capabilities fetch needs to know. A fetch belongs to the record
+// it started for: a record deleted or replaced (same id, new record) ends its fetch, and
+// the new record runs its own.
 type fetchTarget struct {
+	rec               *record
 	id, url, queenURL string
 	gen               uint64
 }
 
-// target reads the current fetch target of a worker; false when it is gone.
-func (r *registry) target(id string) (fetchTarget, bool) {
+// target reads the current fetch target of rec; false when rec is no longer the
+// registry's record for its id.
+func (r *registry) target(rec *record) (fetchTarget, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rec, ok := r.workers[id]
-	if !ok {
+	id := rec.w.WorkerID
+	if r.workers[id] != rec {
 		return fetchTarget{}, false
 	}
-	return fetchTarget{id: id, url: rec.w.URL, queenURL: rec.queenURL, gen: rec.gen}, true
+	return fetchTarget{rec: rec, id: id, url: rec.w.URL, queenURL: rec.queenURL, gen: rec.gen}, true
 }
 
-// fetchDone stores a fetch's result (caps nil on failure) if the worker was not
+// fetchDone stores a fetch's result (caps nil on failure) if the record was not
 // re-registered meanwhile. It reports whether another fetch must run for a newer
-// registration; otherwise the record's fetch ownership ends.
+// registration of the same record; otherwise the record's fetch ownership ends.
 func (r *registry) fetchDone(t fetchTarget, caps *wire.Capabilities) (again bool) {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rec, ok := r.workers[t.id]
-	if !ok {
-		return false
+	rec := t.rec
+	if r.workers[t.id] != rec {
+		return false // deleted or replaced: a new record has a fetch of its own
 	}
 	if rec.gen != t.gen {
 		return true
@@ -188,6 +204,14 @@ func (r *registry) fetchDone(t fetchTarget, caps *wire.Capabilities) (again bool
 		r.publish(wire.EventUpdated, rec, now)
 	}
 	return false
+}
+
+// fetchDropped ends the fetch ownership of a record whose fetch was never queued, so its
+// next registration queues one again.
+func (r *registry) fetchDropped(rec *record) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec.fetching = false
 }
 
 // sweep moves silent workers along online -> stale -> offline -> removed.
