@@ -178,8 +178,8 @@ func (s *Syncer) watch(ctx context.Context, t target) {
 				switch ev.Type {
 				case wire.EventRemoved, wire.EventOffline:
 					s.Trigger()
-				case wire.EventOnline, wire.EventStale, wire.EventRegistered:
-					s.applyQueenState(ev.Worker, t.url)
+				case wire.EventOnline, wire.EventStale, wire.EventRegistered, wire.EventUpdated, wire.EventSnapshot:
+					s.applyQueenState(ev.Worker, t.url) // each event carries the worker's state
 				}
 			}
 			s.Trigger() // the stream broke: the Queen may be gone or restarting
@@ -242,8 +242,34 @@ func (s *Syncer) RegisterNow(ctx context.Context, id string) error {
 	}
 	s.undoIfGone(ctx, cur, id)
 	s.steerWorker(ctx, e, cur)
-	s.setSync(id, e.PID, syncStateFor(resp.State), cur.url, "")
+	s.recordRegistered(id, e.PID, syncStateFor(resp.State), cur.url)
 	return nil
+}
+
+// afterRegistration is the sync state to record for e once the Queen at url answered
+// st: a "registered" answer never lowers what the Queen's events already reported.
+func afterRegistration(e localregistry.Entry, st localregistry.SyncState, url string) localregistry.SyncState {
+	if st == localregistry.SyncRegistered && e.QueenURL == url &&
+		(e.Sync == localregistry.SyncOnline || e.Sync == localregistry.SyncStale) {
+		return e.Sync
+	}
+	return st
+}
+
+// recordRegistered records a registration's answer, except that it never lowers an
+// entry the Queen already reported online (or stale) to "registered": the worker may
+// have registered itself and heartbeated while our registration was on its way, and the
+// Queen answers a re-registration with "registered" and sends no new state event.
+func (s *Syncer) recordRegistered(id string, pid int, st localregistry.SyncState, url string) {
+	_ = s.cfg.Registry.Update(func(m map[string]localregistry.Entry) error {
+		e, ok := m[id]
+		if !ok || e.PID != pid {
+			return nil // replaced meanwhile; the next sync sees the new one
+		}
+		e.Sync, e.QueenURL, e.SyncError = afterRegistration(e, st, url), url, ""
+		m[id] = e
+		return nil
+	})
 }
 
 // steerWorker hands the worker our Queen's URL itself when the worker does not already
@@ -484,7 +510,7 @@ func (s *Syncer) record(outcome map[string]localregistry.Entry, st Status, reach
 				if !ok || e.PID != want.PID || e.State != want.State {
 					continue
 				}
-				e.Sync, e.QueenURL, e.SyncError = want.Sync, want.QueenURL, want.SyncError
+				e.Sync, e.QueenURL, e.SyncError = afterRegistration(e, want.Sync, want.QueenURL), want.QueenURL, want.SyncError
 				m[id] = e
 			}
 			return nil
