@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -279,14 +280,6 @@ func (r *registry) onlineModels() []wire.Model {
 	for _, m := range seen {
 		out = append(out, m)
 	}
-	slices.SortFunc(out, func(a, b wire.Model) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b wire.Model) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }

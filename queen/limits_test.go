@@ -1,41 +1,22 @@
 package queen
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/beekeeper-hive/beekeeper/internal/testenv"
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
-
-// lockedBuffer is a log sink the Queen's goroutines may write to while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestGatewayMetricsNeverLabelUnknownModels guards /metrics against label series minted
 // by clients: a model no worker serves is counted as "unknown", and a huge name is
 // never echoed whole (answers, logs).
 func TestGatewayMetricsNeverLabelUnknownModels(t *testing.T) {
-	var logs lockedBuffer
+	var logs testenv.SyncBuffer
 	q, srv, _ := newTestQueen(t, Config{
 		Capabilities: FetchConfig{Attempts: 1, Timeout: 50 * time.Millisecond},
 		Logger:       slog.New(slog.NewTextHandler(&logs, nil)),

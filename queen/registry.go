@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -262,15 +263,7 @@ func (r *registry) listLocked() []wire.Worker {
 	for _, rec := range r.workers {
 		out = append(out, rec.w)
 	}
-	slices.SortFunc(out, func(a, b wire.Worker) int {
-		switch {
-		case a.WorkerID < b.WorkerID:
-			return -1
-		case a.WorkerID > b.WorkerID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b wire.Worker) int { return strings.Compare(a.WorkerID, b.WorkerID) })
 	return out
 }
 

@@ -23,23 +23,25 @@ type Process struct {
 	Cmd    *exec.Cmd
 	Port   int    // the worker's port (StartWorker only)
 	URL    string // the worker's base URL (StartWorker only)
-	out    lockedBuffer
+	out    SyncBuffer
 	exited chan struct{}
 	code   int
 }
 
-type lockedBuffer struct {
+// SyncBuffer collects output that goroutines (or a child process) write while the test
+// reads it.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *SyncBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *SyncBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
