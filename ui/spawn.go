@@ -49,12 +49,15 @@ func (u *UI) openSpawnDialog(modelPath string) {
 	u.spawn = f
 	s := u.core.Settings()
 
-	f.modelSel = newKeySelectEntry(modelChoices(s), f.submitForm, f.close)
+	choices := modelChoices(s)
+	f.modelSel = newKeySelectEntry(choices, f.submitForm, f.close)
 	f.modelSel.SetPlaceHolder("/path/to/model.gguf")
+	// The model asked for, else the most recent one, else the first in the models
+	// folder: with one model on disk, Spawn is one click (or Ctrl+N, Enter).
 	if modelPath != "" {
 		f.modelSel.SetText(modelPath)
-	} else if len(s.RecentModels) > 0 {
-		f.modelSel.SetText(s.RecentModels[0])
+	} else if len(choices) > 0 {
+		f.modelSel.SetText(choices[0])
 	}
 	browse := widget.NewButton("Browse…", f.browse)
 

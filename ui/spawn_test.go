@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"os"
 	"testing"
 
 	"fyne.io/fyne/v2"
@@ -52,4 +53,34 @@ func TestSpawnDialogOffersNoQueenOptOut(t *testing.T) {
 		}
 		f.close()
 	})
+}
+
+// With a model in the models folder and none used yet, the spawn dialog opens with that
+// model filled in, so spawning it is Ctrl+N then Enter.
+func TestSpawnDialogPrefillsTheModelsFolder(t *testing.T) {
+	tu := newTestUI(t)
+	folder := t.TempDir()
+	model := folder + "/stories260K.gguf"
+	if err := copyFile(testenv.Model(t), model); err != nil {
+		t.Fatal(err)
+	}
+	s := tu.core.Settings()
+	s.ModelsFolder, s.RecentModels = folder, nil
+	if err := tu.core.SaveSettings(s); err != nil {
+		t.Fatal(err)
+	}
+	tu.onUI(func() {
+		tu.openSpawnDialog("")
+		if got := tu.spawn.modelSel.Text; got != model {
+			t.Fatalf("model field %q, want the models folder's %q", got, model)
+		}
+	})
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o644)
 }
