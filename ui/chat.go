@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"fyne.io/fyne/v2/driver/desktop"
+
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/dialog"
@@ -152,7 +154,7 @@ type chatView struct {
 	list        *widget.List
 	msgs        *fyne.Container
 	scroll      *container.Scroll
-	input       *widget.Entry
+	input       *chatInput
 	send, stop  *widget.Button
 	system      *widget.Entry
 	temp, topP  *widget.Entry
@@ -190,8 +192,9 @@ func newChatView(u *UI, deps chatDeps) *chatView {
 
 	v.msgs = container.NewVBox()
 	v.scroll = container.NewVScroll(v.msgs)
-	v.input = widget.NewMultiLineEntry()
-	v.input.SetPlaceHolder("Message (Ctrl+Enter sends)")
+	v.input = newChatInput()
+	v.input.SetPlaceHolder("Message (Ctrl+Enter or Shift+Enter sends)")
+	v.input.OnSubmitted = func(string) { v.sendInput() } // Enter alone starts a new line
 	v.input.SetMinRowsVisible(3)
 	v.send = widget.NewButtonWithIcon("Send", theme.MailSendIcon(), func() { v.sendInput() })
 	v.send.Importance = widget.HighImportance
@@ -231,14 +234,35 @@ func newChatView(u *UI, deps chatDeps) *chatView {
 // CreateRenderer draws the screen.
 func (v *chatView) CreateRenderer() fyne.WidgetRenderer { return widget.NewSimpleRenderer(v.content) }
 
-// sendShortcut lets Ctrl+Enter (a multi-line Entry's submit) send the message.
-func (v *chatView) sendShortcut() {
-	v.input.OnSubmitted = func(string) { v.sendInput() }
+// chatInput is the multi-line message box. Fyne submits a multi-line Entry on
+// Shift+Enter only; chat users also expect Ctrl+Enter, which reaches the focused widget
+// as a shortcut.
+type chatInput struct {
+	widget.Entry
+}
+
+func newChatInput() *chatInput {
+	e := &chatInput{}
+	e.MultiLine = true
+	// As widget.NewMultiLineEntry: no word wrap, whose layout cost grows with the square
+	// of a line's length (a pasted page would freeze the window).
+	e.Wrapping = fyne.TextWrap(fyne.TextTruncateClip)
+	e.ExtendBaseWidget(e)
+	return e
+}
+
+// TypedShortcut sends on Ctrl+Enter and leaves every other shortcut to the Entry.
+func (e *chatInput) TypedShortcut(s fyne.Shortcut) {
+	if cs, ok := s.(*desktop.CustomShortcut); ok && cs.Modifier == fyne.KeyModifierControl &&
+		(cs.KeyName == fyne.KeyReturn || cs.KeyName == fyne.KeyEnter) && e.OnSubmitted != nil {
+		e.OnSubmitted(e.Text)
+		return
+	}
+	e.Entry.TypedShortcut(s)
 }
 
 // follow refreshes the targets when the hive or the Queen changes.
 func (v *chatView) follow() {
-	v.sendShortcut()
 	if v.u.hive == nil {
 		return
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/driver/desktop"
 	"fyne.io/fyne/v2/test"
 	"fyne.io/fyne/v2/widget"
 
@@ -536,5 +537,22 @@ func TestNewChatPicksTheOnlyTarget(t *testing.T) {
 	v := newTestChatView(t, su, store, target)
 	su.waitUntil(t, "the only target chosen", 5*time.Second, func() bool {
 		return v.currentIndex() == 0 && strings.Contains(v.targetInfo.Text, "serves stories260K")
+	})
+}
+
+// TestCtrlEnterSends: the message box sends on Ctrl+Enter (as its placeholder says), not
+// only through Fyne's Shift+Enter.
+func TestCtrlEnterSends(t *testing.T) {
+	target, _ := startWorkerProcess(t)
+	su := newScreenUI(t)
+	store, _ := chat.OpenStore(t.TempDir())
+	v := newTestChatView(t, su, store, target)
+	su.waitUntil(t, "a target", 5*time.Second, func() bool { return v.currentIndex() >= 0 })
+	su.onUI(func() {
+		test.Type(v.input, "Once upon a time")
+		v.input.TypedShortcut(&desktop.CustomShortcut{KeyName: fyne.KeyReturn, Modifier: fyne.KeyModifierControl})
+	})
+	su.waitUntil(t, "the message sent and answered", 10*time.Second, func() bool {
+		return len(v.views) == 2 && v.cancel == nil && v.input.Text == ""
 	})
 }
