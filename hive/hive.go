@@ -478,6 +478,11 @@ func (h *Hive) forget(e Entry) {
 // reap records the exit of a child the moment it is reaped.
 func (h *Hive) reap(p *spawner.Process) {
 	<-p.Done()
+	if h.isClosed() {
+		// Closed: Close's own Stop records this exit, or the next hive's adoption does.
+		// Writing now would touch a state folder its owner may already be removing.
+		return
+	}
 	code := p.ExitCode()
 	h.markGone(p.ID, p.PID, &code, "")
 }

@@ -76,7 +76,7 @@ func stopAll(tb testing.TB, home string) {
 // runningApp is the built beekeeper app under test.
 type runningApp struct {
 	cmd    *exec.Cmd
-	out    *bytes.Buffer
+	out    *testenv.SyncBuffer
 	window string // X window id
 	start  time.Time
 	mapped time.Duration // from exec to the window being on the display
@@ -85,7 +85,7 @@ type runningApp struct {
 // startApp starts the app with its state in home and waits for its window.
 func startApp(tb testing.TB, home string) *runningApp {
 	tb.Helper()
-	ra := &runningApp{out: &bytes.Buffer{}}
+	ra := &runningApp{out: &testenv.SyncBuffer{}}
 	ra.cmd = exec.Command(testenv.Binary(tb))
 	ra.cmd.Env = append(os.Environ(),
 		"BEEKEEPER_HOME="+home,
@@ -103,7 +103,9 @@ func startApp(tb testing.TB, home string) *runningApp {
 			_ = ra.cmd.Wait()
 		}
 	})
-	deadline := time.Now().Add(15 * time.Second)
+	// Normally well under a second; the margin is for a machine busy with the rest of
+	// the suite (software OpenGL compiles its shaders on the CPU).
+	deadline := time.Now().Add(45 * time.Second)
 	for {
 		out, err := exec.Command("xdotool", "search", "--onlyvisible", "--pid", strconv.Itoa(ra.cmd.Process.Pid), "--name", "^Beekeeper$").Output()
 		if err == nil && len(bytes.Fields(out)) > 0 {
@@ -112,7 +114,10 @@ func startApp(tb testing.TB, home string) *runningApp {
 			return ra
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("no Beekeeper window within 15s; app output:\n%s", ra.out)
+			// SIGQUIT makes the Go runtime print every goroutine: where start-up hangs.
+			_ = ra.cmd.Process.Signal(syscall.SIGQUIT)
+			time.Sleep(2 * time.Second)
+			tb.Fatalf("no Beekeeper window within 45s; app output (goroutines after SIGQUIT):\n%s", ra.out.String())
 		}
 		time.Sleep(10 * time.Millisecond) // poll interval
 	}
@@ -131,7 +136,7 @@ func (ra *runningApp) screenshot(tb testing.TB, what string, drawn func(image.Im
 			}
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("window never showed %s (err %v); app output:\n%s", what, err, ra.out)
+			tb.Fatalf("window never showed %s (err %v); app output:\n%s", what, err, ra.out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -179,12 +184,12 @@ func (ra *runningApp) quit(tb testing.TB) {
 	select {
 	case err := <-done:
 		if err != nil {
-			tb.Fatalf("app exited with %v after SIGTERM; output:\n%s", err, ra.out)
+			tb.Fatalf("app exited with %v after SIGTERM; output:\n%s", err, ra.out.String())
 		}
 	case <-time.After(10 * time.Second):
 		_ = ra.cmd.Process.Kill()
 		<-done
-		tb.Fatalf("app still running 10s after SIGTERM; output:\n%s", ra.out)
+		tb.Fatalf("app still running 10s after SIGTERM; output:\n%s", ra.out.String())
 	}
 }
 
@@ -217,7 +222,7 @@ func TestRealWindowShowsAdoptedWorkersAndQuitsCleanly(t *testing.T) {
 	t.Logf("window mapped %v after exec; screenshot %s", ra.mapped, shot)
 	ra.quit(t)
 	if !strings.Contains(ra.out.String(), "workers=3") {
-		t.Errorf("the app did not list the 3 re-adopted workers; output:\n%s", ra.out)
+		t.Errorf("the app did not list the 3 re-adopted workers; output:\n%s", ra.out.String())
 	}
 
 	// Workers outlive the app (stop-on-quit is off by default) and keep their ids.
