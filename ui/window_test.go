@@ -114,10 +114,18 @@ func startApp(tb testing.TB, home string) *runningApp {
 			return ra
 		}
 		if time.Now().After(deadline) {
-			// SIGQUIT makes the Go runtime print every goroutine: where start-up hangs.
+			// The process state tells a hang from an early exit; SIGQUIT makes the Go
+			// runtime print every goroutine, which says where start-up hangs.
+			status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", ra.cmd.Process.Pid))
+			state := "gone"
+			for _, line := range strings.Split(string(status), "\n") {
+				if strings.HasPrefix(line, "State:") {
+					state = strings.TrimSpace(strings.TrimPrefix(line, "State:"))
+				}
+			}
 			_ = ra.cmd.Process.Signal(syscall.SIGQUIT)
 			time.Sleep(2 * time.Second)
-			tb.Fatalf("no Beekeeper window within 45s; app output (goroutines after SIGQUIT):\n%s", ra.out.String())
+			tb.Fatalf("no Beekeeper window within 45s (process state %s); app output (goroutines after SIGQUIT):\n%s", state, ra.out.String())
 		}
 		time.Sleep(10 * time.Millisecond) // poll interval
 	}
