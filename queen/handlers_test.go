@@ -270,15 +270,7 @@ func TestCapabilitiesFetchRefusesRedirectAndHugeAnswers(t *testing.T) {
 
 func TestRegisterNeverWaitsOnSlowCapabilities(t *testing.T) {
 	q, srv, _ := newTestQueen(t, Config{})
-	release := make(chan struct{})
-	caps := newCapsResponder(t, func(w http.ResponseWriter, r *http.Request, hit int) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-			return
-		}
-		capsOK(w, r, hit)
-	})
+	caps, release := newHeldCapsResponder(t)
 	// The responder holds the fetch until release is closed, so an answer here proves
 	// the registration did not wait for it.
 	a := do(t, "POST", srv.URL+wire.PathRegisterWorker, "", regReq("w1", caps.port()))

@@ -203,3 +203,18 @@ func (q *Queen) metricValue(t testing.TB, name, label string) float64 {
 	}
 	return 0
 }
+
+// newHeldCapsResponder answers capabilities only once release is closed (or the fetch
+// gives up), so a test can act while a fetch is in flight.
+func newHeldCapsResponder(t testing.TB) (caps *capsResponder, release chan struct{}) {
+	release = make(chan struct{})
+	caps = newCapsResponder(t, func(w http.ResponseWriter, r *http.Request, hit int) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		capsOK(w, r, hit)
+	})
+	return caps, release
+}

@@ -95,15 +95,7 @@ func TestRegisterRefusesNewWorkersBeyondMaxWorkers(t *testing.T) {
 // dropped, and a dropped worker still goes online with its first heartbeat.
 func TestCapabilitiesFetchQueueIsBounded(t *testing.T) {
 	q, srv, _ := newTestQueen(t, Config{Capabilities: FetchConfig{Concurrency: 2, Queue: 2}})
-	release := make(chan struct{})
-	caps := newCapsResponder(t, func(w http.ResponseWriter, r *http.Request, hit int) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-			return
-		}
-		capsOK(w, r, hit)
-	})
+	caps, release := newHeldCapsResponder(t)
 	register := func(id string) {
 		t.Helper()
 		if a := do(t, "POST", srv.URL+wire.PathRegisterWorker, "", regReq(id, caps.port())); a.status != 200 {
@@ -144,15 +136,7 @@ func TestCapabilitiesFetchQueueIsBounded(t *testing.T) {
 // re-registration, the old record's fetch ends instead of fetching the new record too.
 func TestFetchBelongsToItsRecord(t *testing.T) {
 	q, srv, _ := newTestQueen(t, Config{})
-	release := make(chan struct{})
-	old := newCapsResponder(t, func(w http.ResponseWriter, r *http.Request, hit int) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-			return
-		}
-		capsOK(w, r, hit)
-	})
+	old, release := newHeldCapsResponder(t)
 	fresh := newCapsResponder(t, capsOK)
 	do(t, "POST", srv.URL+wire.PathRegisterWorker, "", regReq("w1", old.port()))
 	waitFor(t, 5*time.Second, "the old record's fetch", func() bool { return old.hitCount() == 1 })
