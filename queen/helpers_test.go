@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -182,23 +184,14 @@ func capsOK(w http.ResponseWriter, r *http.Request, _ int) {
 	})
 }
 
-// metricValue reads a counter of the Queen's own registry by its one label's value.
+// metricValue reads a counter of the Queen's own metrics by its one label's value.
 func (q *Queen) metricValue(t testing.TB, name, label string) float64 {
 	t.Helper()
-	families, err := q.metrics.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetValue() == label {
-					return m.GetCounter().GetValue()
-				}
-			}
+	var b bytes.Buffer
+	q.metrics.write(&b)
+	for _, s := range parseExposition(t, b.String()) {
+		if s.name == name && slices.Contains(slices.Collect(maps.Values(s.labels)), label) {
+			return s.value
 		}
 	}
 	return 0
