@@ -14,7 +14,6 @@ import (
 	"fyne.io/fyne/v2/storage"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
-	gguf "github.com/gpustack/gguf-parser-go"
 
 	"github.com/beekeeper-hive/beekeeper/hive"
 	"github.com/beekeeper-hive/beekeeper/internal/dirs"
@@ -188,10 +187,10 @@ func modelCells(info models.Info) []string {
 	}
 	mem := "?"
 	if info.MemoryEstimate > 0 {
-		mem = fmt.Sprintf("%s @ %d ctx", gguf.GGUFBytesScalar(info.MemoryEstimate), info.MemoryContext)
+		mem = fmt.Sprintf("%s @ %d ctx", models.FormatBytes(info.MemoryEstimate), info.MemoryContext)
 	}
 	return []string{info.Name, info.Architecture, info.ParametersText, info.Quantization,
-		fmt.Sprint(info.ContextLength), gguf.GGUFBytesScalar(info.FileSize).String(), yesNo, mem}
+		fmt.Sprint(info.ContextLength), models.FormatBytes(uint64(info.FileSize)), yesNo, mem}
 }
 
 func (v *modelsView) chooseFile() {
@@ -341,15 +340,15 @@ func setVisible(o fyne.CanvasObject, on bool) {
 
 // progressText is "12.3 MiB of 1.2 GiB · 5.1 MiB/s · 3m20s left", or the outcome.
 func progressText(p models.Progress) string {
-	size := gguf.GGUFBytesScalar(p.Received).String()
+	size := models.FormatBytes(uint64(p.Received))
 	if p.Total > 0 {
-		size += " of " + gguf.GGUFBytesScalar(p.Total).String()
+		size += " of " + models.FormatBytes(uint64(p.Total))
 	}
 	switch p.State {
 	case models.Running:
 		s := size
 		if p.BytesPerSec > 0 {
-			s += " · " + gguf.GGUFBytesScalar(p.BytesPerSec).String() + "/s"
+			s += " · " + models.FormatBytes(uint64(p.BytesPerSec)) + "/s"
 		}
 		if p.ETA > 0 {
 			s += " · " + p.ETA.Round(time.Second).String() + " left"
