@@ -31,7 +31,9 @@ var (
 )
 
 // livenessEvery is how often workers we did not start (adopted) are checked: it bounds
-// how late their death is noticed. Our own children are noticed at once (wait).
+// how late their death is noticed. Our own children are noticed at once (wait). Where
+// the kernel can watch a process (a pidfd), a check is a look at a channel; elsewhere
+// it reads /proc.
 const livenessEvery = 250 * time.Millisecond
 
 // Hive is one machine's set of workers. Safe for concurrent use.
@@ -248,6 +250,8 @@ func (h *Hive) tick(ctx context.Context) {
 	defer t.Stop()
 	sampler := spawner.NewSampler()
 	var lastStats, lastTrim time.Time
+	watches := adoptedWatches{}
+	defer watches.closeAll()
 	for {
 		select {
 		case <-ctx.Done():
@@ -270,10 +274,13 @@ func (h *Hive) tick(ctx context.Context) {
 				continue
 			}
 			if pid, ok := children[e.ID]; !ok || pid != e.PID {
-				h.checkAdopted(e, false)
+				if watches.exited(e) {
+					h.checkAdopted(e, false)
+				}
 			}
 			pids[e.ID] = e.PID
 		}
+		watches.keepOnly(pids)
 		now := time.Now()
 		if now.Sub(lastStats) >= h.opts.StatsInterval-livenessEvery/2 {
 			lastStats = now
@@ -808,3 +815,49 @@ func (h *Hive) isClosed() bool {
 	defer h.mu.Unlock()
 	return h.closed
 }
+
+// adoptedWatches holds the exit watches of adopted workers, by id; the tick goroutine
+// owns it.
+type adoptedWatches map[string]adoptedWatch
+
+type adoptedWatch struct {
+	pid int
+	w   *spawner.ExitWatch // nil where the kernel cannot watch: poll instead
+}
+
+// exited reports whether e's process may have gone and needs the full check: its watch
+// fired, or there is no watch to ask.
+func (ws adoptedWatches) exited(e Entry) bool {
+	aw, ok := ws[e.ID]
+	if !ok || aw.pid != e.PID {
+		if ok && aw.w != nil {
+			aw.w.Close()
+		}
+		aw = adoptedWatch{pid: e.PID}
+		aw.w, _ = spawner.WatchExit(e.PID, e.ProcessStart)
+		ws[e.ID] = aw
+	}
+	if aw.w == nil {
+		return true
+	}
+	select {
+	case <-aw.w.Exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// keepOnly drops the watches of workers that are no longer live (pids: id -> pid).
+func (ws adoptedWatches) keepOnly(pids map[string]int) {
+	for id, aw := range ws {
+		if pid, ok := pids[id]; !ok || pid != aw.pid {
+			if aw.w != nil {
+				aw.w.Close()
+			}
+			delete(ws, id)
+		}
+	}
+}
+
+func (ws adoptedWatches) closeAll() { ws.keepOnly(nil) }

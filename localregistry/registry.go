@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -67,6 +68,11 @@ type Registry struct {
 
 	subMu sync.Mutex
 	subs  map[chan Change]struct{}
+
+	// seen is the file as last read or written by this instance (under mu), taken from
+	// the descriptor that was read or written so that it describes exactly that content.
+	seen        fs.FileInfo
+	seenMissing bool
 }
 
 // Open opens (creating if needed) the registry in dir. A corrupt file is moved aside as
@@ -120,8 +126,27 @@ func (r *Registry) Get(id string) (Entry, bool) {
 }
 
 // Reload re-reads the file and notifies subscribers of what another instance changed.
+// A file that is still the one this instance last read or wrote is not read again: the
+// hive reloads four times a second, and an idle app should cost one stat for that.
 func (r *Registry) Reload() error {
+	if r.unchanged() {
+		return nil
+	}
 	return r.Update(func(map[string]Entry) error { return nil })
+}
+
+// unchanged reports whether the file is the very one last read or written here: same
+// inode (writes replace the file by rename, so another instance's write is a new inode),
+// same size and modification time (an edit in place changes those).
+func (r *Registry) unchanged() bool {
+	cur, err := os.Stat(r.path)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if errors.Is(err, fs.ErrNotExist) {
+		return r.seenMissing
+	}
+	return err == nil && r.seen != nil && os.SameFile(r.seen, cur) &&
+		r.seen.Size() == cur.Size() && r.seen.ModTime().Equal(cur.ModTime())
 }
 
 // Put inserts or replaces an entry.
@@ -205,11 +230,22 @@ func (r *Registry) update(fn func(map[string]Entry) error) ([]Change, error) {
 // read loads the file; a missing file is empty, a corrupt one is moved aside.
 func (r *Registry) read() (map[string]Entry, error) {
 	out := map[string]Entry{}
-	b, err := os.ReadFile(r.path)
+	r.seen, r.seenMissing = nil, false
+	f0, err := os.Open(r.path)
 	if errors.Is(err, fs.ErrNotExist) {
+		r.seenMissing = true
 		return out, nil
 	}
 	if err != nil {
+		return nil, fmt.Errorf("read registry: %w", err)
+	}
+	b, err := io.ReadAll(f0)
+	if err == nil {
+		r.seen, err = f0.Stat()
+	}
+	f0.Close()
+	if err != nil {
+		r.seen = nil
 		return nil, fmt.Errorf("read registry: %w", err)
 	}
 	var f file
@@ -267,11 +303,16 @@ func (r *Registry) write(m map[string]Entry) error {
 		tmp.Close()
 		return fmt.Errorf("sync registry: %w", err)
 	}
+	written, statErr := tmp.Stat()
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("write registry: %w", err)
 	}
 	if err := os.Rename(tmp.Name(), r.path); err != nil {
 		return fmt.Errorf("replace registry: %w", err)
+	}
+	r.seen, r.seenMissing = nil, false
+	if statErr == nil {
+		r.seen = written // the rename keeps inode, size and mtime
 	}
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync() // make the rename durable; best effort where folders cannot sync

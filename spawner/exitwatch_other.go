@@ -1,0 +1,6 @@
+//go:build !linux
+
+package spawner
+
+// WatchExit is not available here: poll Alive instead.
+func WatchExit(pid int, createTime int64) (w *ExitWatch, ok bool) { return nil, false }
