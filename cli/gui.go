@@ -33,6 +33,9 @@ func runGUI(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return wire.ExitBadArgs
 	}
+	if err := checkDisplay(); err != nil {
+		return fail(1, "%v", err)
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -63,7 +66,11 @@ func runGUI(args []string) int {
 	if err != nil {
 		return fail(1, "%v", err)
 	}
-	w := a.NewWindow("Beekeeper")
+	w, err := newWindow(a)
+	if err != nil {
+		core.Close()
+		return fail(1, "%v", err)
+	}
 	w.Resize(fyne.NewSize(1180, 720))
 	w.SetMaster()
 	u := ui.Create(a, w, core)
@@ -95,6 +102,17 @@ func runGUI(args []string) int {
 		logger.Warn("closing the hive", "err", err)
 	}
 	return 0
+}
+
+// newWindow opens the main window; a display GLFW cannot reach panics inside Fyne, and
+// becomes an error here.
+func newWindow(a fyne.App) (w fyne.Window, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = openWindowError(r)
+		}
+	}()
+	return a.NewWindow("Beekeeper"), nil
 }
 
 func writeHeapProfile(path string, logger *slog.Logger) {
