@@ -68,7 +68,7 @@ fetch_go_toolchain() {
 
 build_beekeeper() {
   echo "==> building bin/beekeeper"
-  (cd "$BEEKEEPER_ROOT" && go build -tags migrated_fynedo -o bin/beekeeper .)
+  (cd "$BEEKEEPER_ROOT" && go build -tags "migrated_fynedo no_emoji" -o bin/beekeeper .)
 }
 
 install_runtime() {

@@ -42,19 +42,19 @@ func (u *UI) chatTab() fyne.CanvasObject {
 	}
 	v := newChatView(u, chatDeps{store: store, client: chat.NewClient(nil), targets: u.chatTargets, repaint: chat.DefaultRepaintInterval})
 	v.follow()
+	u.chat = v
 	return v
 }
 
 // openChat selects the Chat tab with workerID as the target.
 func (u *UI) openChat(workerID string) {
-	v, ok := u.tabChat.Content.(*chatView)
-	if !ok {
-		return
+	if u.chat == nil {
+		return // chats cannot be stored: the tab says why
 	}
 	if u.tabs != nil {
 		u.tabs.Select(u.tabChat)
 	}
-	v.useWorker(workerID)
+	u.chat.useWorker(workerID)
 }
 
 // chatTargets lists the local workers that serve, then the Queen's models.

@@ -212,7 +212,10 @@ func TestChatInsideAppWorkerThenQueen(t *testing.T) {
 		if tu.tabs.Selected() != tu.tabChat {
 			t.Fatalf("openChat selected tab %q, want Chat", tu.tabs.Selected().Text)
 		}
-		v = tu.tabChat.Content.(*chatView)
+		v = tu.chat
+		if tu.tabChat.Content != v {
+			t.Fatalf("the Chat tab shows %T, not the chat screen", tu.tabChat.Content)
+		}
 		if v.conv.Target.WorkerID != id || v.conv.Target.Kind != chat.TargetWorker {
 			t.Fatalf("openChat(%s) targets %+v", id, v.conv.Target)
 		}

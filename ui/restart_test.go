@@ -19,9 +19,8 @@ func (tu *testUI) chatOnce(t *testing.T, id, convID, text string) (string, strin
 	t.Helper()
 	var v *chatView
 	tu.onUI(func() {
-		var ok bool
-		if v, ok = tu.tabChat.Content.(*chatView); !ok {
-			t.Fatalf("the Chat tab holds %T, not the chat screen", tu.tabChat.Content)
+		if v = tu.chat; v == nil {
+			t.Fatal("the app has no chat screen")
 		}
 		if convID != "" {
 			v.open(convID)
@@ -29,6 +28,9 @@ func (tu *testUI) chatOnce(t *testing.T, id, convID, text string) (string, strin
 		tu.openChat(id)
 		if tu.tabs.Selected() != tu.tabChat {
 			t.Fatalf("openChat selected %q, want Chat", tu.tabs.Selected().Text)
+		}
+		if tu.tabChat.Content != v {
+			t.Fatalf("the Chat tab shows %T, not the chat screen", tu.tabChat.Content)
 		}
 	})
 	tu.waitFor(t, "worker "+id+" chosen and reachable in Chat", 15*time.Second, func() bool {

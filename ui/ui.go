@@ -13,6 +13,7 @@ import (
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/dialog"
 	"fyne.io/fyne/v2/driver/desktop"
+	"fyne.io/fyne/v2/layout"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
@@ -43,11 +44,14 @@ type UI struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	chat     *chatView // nil when chats cannot be stored
 	workers  *workersScreen
 	queen    *queenScreen
 	logs     *logsScreen
 	settings *settingsScreen
 	tray     *trayMenu
+
+	detached map[*container.TabItem]fyne.CanvasObject // screens of tabs not shown yet
 
 	dialogs []dialog.Dialog // open dialogs, newest last: Escape closes the newest
 	spawn   *spawnForm      // the spawn dialog last opened
@@ -71,13 +75,14 @@ func newUI(a fyne.App, w fyne.Window, core *app.App, do func(func())) *UI {
 	u.settings = newSettingsScreen(u)
 
 	u.tabWorkers = container.NewTabItemWithIcon("Workers", theme.ComputerIcon(), u.workers.content)
-	u.tabChat = container.NewTabItemWithIcon("Chat", theme.MailComposeIcon(), orPlaceholder(u.chatTab(), "Chat"))
-	u.tabModels = container.NewTabItemWithIcon("Models", theme.StorageIcon(), orPlaceholder(u.modelsTab(), "Models"))
-	u.tabQueen = container.NewTabItemWithIcon("Queen", theme.HomeIcon(), u.queen.content)
-	u.tabLogs = container.NewTabItemWithIcon("Logs", theme.ListIcon(), u.logs.content)
-	u.tabSettings = container.NewTabItemWithIcon("Settings", theme.SettingsIcon(), u.settings.content)
+	u.tabChat = u.lazyTab("Chat", theme.MailComposeIcon(), orPlaceholder(u.chatTab(), "Chat"))
+	u.tabModels = u.lazyTab("Models", theme.StorageIcon(), orPlaceholder(u.modelsTab(), "Models"))
+	u.tabQueen = u.lazyTab("Queen", theme.HomeIcon(), u.queen.content)
+	u.tabLogs = u.lazyTab("Logs", theme.ListIcon(), u.logs.content)
+	u.tabSettings = u.lazyTab("Settings", theme.SettingsIcon(), u.settings.content)
 	u.tabs = container.NewAppTabs(u.tabWorkers, u.tabChat, u.tabModels, u.tabQueen, u.tabLogs, u.tabSettings)
 	u.tabs.OnSelected = func(t *container.TabItem) {
+		u.attachTab(t)
 		if t == u.tabLogs {
 			u.logs.shown()
 		} else {
@@ -87,6 +92,30 @@ func newUI(a fyne.App, w fyne.Window, core *app.App, do func(func())) *UI {
 	w.SetContent(u.tabs)
 	u.addShortcuts()
 	return u
+}
+
+// lazyTab makes a tab whose screen is attached when the tab is first shown. Fyne
+// measures every tab's content whenever the tabs lay out, and each text style a hidden
+// screen uses (the log grid's monospace, for one) is megabytes of parsed font, kept for
+// the life of an app that may sit on the Workers screen all day.
+func (u *UI) lazyTab(name string, icon fyne.Resource, screen fyne.CanvasObject) *container.TabItem {
+	t := container.NewTabItemWithIcon(name, icon, layout.NewSpacer())
+	if u.detached == nil {
+		u.detached = make(map[*container.TabItem]fyne.CanvasObject)
+	}
+	u.detached[t] = screen
+	return t
+}
+
+// attachTab puts t's screen in place if it is still detached. Call it on the UI thread.
+func (u *UI) attachTab(t *container.TabItem) {
+	screen, ok := u.detached[t]
+	if !ok {
+		return
+	}
+	delete(u.detached, t)
+	t.Content = screen
+	u.tabs.Refresh()
 }
 
 // start launches the bridge and the screens' watchers.

@@ -186,7 +186,9 @@ func (s *workersScreen) setRows(rows []workerRow) {
 			live++
 		}
 	}
-	s.summary.SetText(fmt.Sprintf("%d running · %d listed", live, len(rows)))
+	if summary := fmt.Sprintf("%d running · %d listed", live, len(rows)); s.summary.Text != summary {
+		s.summary.SetText(summary)
+	}
 	switch {
 	case len(rows) == 0:
 		s.body.Objects = []fyne.CanvasObject{s.empty}
@@ -286,13 +288,11 @@ func formatUptime(d time.Duration) string {
 	return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
 }
 
-// formatCPU shows whole percents: the noise of an idle worker (0.0 / 0.1 / 0.2 %) would
-// otherwise repaint the table every sample.
+// formatCPU shows whole percents, and anything under one as "<1%": an idle worker
+// measures 0 in one sample and 0.5 in the next (one 10 ms clock tick), and a cell that
+// flips between them repaints the window every few seconds.
 func formatCPU(pct float64) string {
-	switch {
-	case pct <= 0:
-		return "0%"
-	case pct < 1:
+	if pct < 1 {
 		return "<1%"
 	}
 	return fmt.Sprintf("%.0f%%", pct)
@@ -347,26 +347,37 @@ func (s *workersScreen) updateCell(id widget.TableCellID, o fyne.CanvasObject) {
 		return
 	}
 	r := s.rows[id.Row]
-	c.label.Hide()
-	c.progress.Hide()
-	c.actions.Hide()
+	// Touch only what changed: a table refresh runs this for every cell, and a label
+	// refreshed with the same text is shaped and drawn again all the same.
+	var shown fyne.CanvasObject = c.label
 	switch {
 	case id.Col == colActions:
 		s.bindActions(c, r)
-		c.actions.Show()
+		shown = c.actions
 	case id.Col == colState && r.state == hive.StateStarting:
-		c.progress.SetValue(r.progress)
-		c.progress.Show()
+		if c.progress.Value != r.progress {
+			c.progress.SetValue(r.progress)
+		}
+		shown = c.progress
 	default:
-		c.label.Importance = widget.MediumImportance
+		imp := widget.MediumImportance
 		switch id.Col {
 		case colState:
-			c.label.Importance = r.stateImp
+			imp = r.stateImp
 		case colQueen:
-			c.label.Importance = r.syncImp
+			imp = r.syncImp
 		}
-		c.label.SetText(r.cells[id.Col])
-		c.label.Show()
+		if c.label.Text != r.cells[id.Col] || c.label.Importance != imp {
+			c.label.Importance = imp
+			c.label.SetText(r.cells[id.Col])
+		}
+	}
+	for _, o := range []fyne.CanvasObject{c.label, c.progress, c.actions} {
+		if o == shown && !o.Visible() {
+			o.Show()
+		} else if o != shown && o.Visible() {
+			o.Hide()
+		}
 	}
 }
 
@@ -374,12 +385,14 @@ func (s *workersScreen) updateCell(id widget.TableCellID, o fyne.CanvasObject) {
 // exited), restart, chat (ready workers), logs.
 func (s *workersScreen) bindActions(c *cell, r workerRow) {
 	id := r.id
+	icon := theme.DeleteIcon()
+	c.stop.OnTapped = func() { s.removeWorker(id) }
 	if r.live {
-		c.stop.SetIcon(theme.MediaStopIcon())
+		icon = theme.MediaStopIcon()
 		c.stop.OnTapped = func() { s.stopWorker(id) }
-	} else {
-		c.stop.SetIcon(theme.DeleteIcon())
-		c.stop.OnTapped = func() { s.removeWorker(id) }
+	}
+	if c.stop.Icon != icon {
+		c.stop.SetIcon(icon)
 	}
 	if r.state == hive.StateStopping {
 		c.stop.Disable()

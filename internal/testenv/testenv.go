@@ -24,8 +24,9 @@ const ModelSHA256 = "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3b
 // test package shares one build.
 const EnvBinary = "BEEKEEPER_BIN"
 
-// BuildTags are the tags every build of the app uses.
-const BuildTags = "migrated_fynedo"
+// BuildTags are the tags every build of the app uses (scripts/setup.sh builds with the
+// same): the fyneDo migration, and no bundled emoji font (see docs/desktop.md).
+const BuildTags = "migrated_fynedo no_emoji"
 
 var (
 	rootOnce sync.Once

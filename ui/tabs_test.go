@@ -1,0 +1,42 @@
+package ui
+
+import (
+	"testing"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+)
+
+// Only the Workers screen is in the window at start: the others (and the fonts their
+// text styles load) come in when their tab is first shown, and then stay.
+func TestHiddenTabsAttachTheirScreensWhenFirstShown(t *testing.T) {
+	tu := newTestUI(t)
+	screens := map[*container.TabItem]fyne.CanvasObject{
+		tu.tabQueen:    tu.queen.content,
+		tu.tabLogs:     tu.logs.content,
+		tu.tabSettings: tu.settings.content,
+		tu.tabChat:     tu.chat,
+	}
+	tu.onUI(func() {
+		if tu.tabWorkers.Content != tu.workers.content {
+			t.Fatal("the Workers tab does not hold the Workers screen at start")
+		}
+		for tab, screen := range screens {
+			if tab.Content == screen {
+				t.Errorf("the %s screen is in the window before its tab was shown", tab.Text)
+			}
+		}
+		for tab, screen := range screens {
+			tu.tabs.Select(tab)
+			if tab.Content != screen {
+				t.Errorf("showing the %s tab did not bring in its screen (it holds %T)", tab.Text, tab.Content)
+			}
+		}
+		tu.tabs.Select(tu.tabWorkers)
+		for tab, screen := range screens {
+			if tab.Content != screen {
+				t.Errorf("the %s screen left when another tab was shown", tab.Text)
+			}
+		}
+	})
+}
