@@ -21,6 +21,7 @@ import (
 
 	"github.com/beekeeper-hive/beekeeper/hive"
 	"github.com/beekeeper-hive/beekeeper/internal/dirs"
+	"github.com/beekeeper-hive/beekeeper/models"
 	"github.com/beekeeper-hive/beekeeper/queen"
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
@@ -86,6 +87,7 @@ func New(cfg Config) (*App, error) {
 		WorkerBinary:  cfg.WorkerBinary,
 		LlamaLib:      s.LlamaLib,
 		SpawnedBy:     wire.SpawnedByGUI,
+		ResolveModel:  a.findModel,
 		StatsInterval: cfg.StatsInterval,
 		Logger:        a.log,
 	})
@@ -118,6 +120,13 @@ func (a *App) Settings() Settings {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.settings
+}
+
+// findModel is how the hive answers a Queen's spawn order for a model name: the recent
+// models first, then the models folder.
+func (a *App) findModel(name string) (string, bool) {
+	s := a.Settings()
+	return models.Find(name, s.ModelsFolder, s.RecentModels)
 }
 
 // SaveSettings validates s, puts the port range and the runtime folder in effect at

@@ -26,6 +26,8 @@ func commands() []command {
 		{"ps", "", "list the workers in the local registry", runPS},
 		{"stop", "ID", "stop a worker", runStop},
 		{"logs", "ID [-f]", "print a worker's log", runLogs},
+		{"hive", "--queen URL [--models DIR]", "run this machine's hive headless: sync workers, take spawn orders", runHive},
+		{"order", "--model NAME [--hive ID]", "ask the Queen for a worker serving a model, on a hive that has it", runOrder},
 		{"runtime", "install|where", "install or locate the llama.cpp runtime", runRuntime},
 	}
 }

@@ -20,16 +20,12 @@ import (
 // openHive opens the local hive the way the headless commands share: same registry and
 // code as the desktop app, spawned_by "hive-<hostname>", workers left running on exit.
 func openHive(queenURL, token string) (*hive.Hive, error) {
-	host, _ := os.Hostname()
-	if host == "" {
-		host = "local"
-	}
 	// Passive: a short-lived command must not re-sync the whole registry against the
 	// one Queen it was given (or none); the app's hive owns the background sync.
 	return hive.Open(hive.Options{
 		QueenURL:   queenURL,
 		QueenToken: token,
-		SpawnedBy:  "hive-" + wire.IDSafe(host),
+		SpawnedBy:  hive.DefaultHiveID(),
 		Passive:    true,
 	})
 }

@@ -24,6 +24,7 @@ func runWorker(args []string) int {
 	fs.StringVar(&cfg.QueenURL, "queen-url", "", "Queen to heartbeat to (default none: Queenless until a Queen adopts the worker)")
 	fs.StringVar(&cfg.AdvertiseHost, "advertise-host", "", "host the Queen reaches this worker at (default --host)")
 	fs.StringVar(&cfg.SpawnedBy, "spawned-by", "", "who started the worker: gui or hive-<id>")
+	fs.StringVar(&cfg.SpawnOrder, "spawn-order", "", "the Queen's spawn order this worker was started for (sent when it registers itself)")
 	fs.IntVar(&cfg.CtxSize, "ctx-size", 0, "context size per slot in tokens (default the model's, at most 4096)")
 	fs.IntVar(&cfg.Threads, "threads", 0, "CPU threads per slot (default 1 for a model under 256 MiB, else the physical cores shared among the slots)")
 	fs.IntVar(&cfg.Parallel, "parallel", 1, "requests generated at once (slots)")

@@ -5,10 +5,12 @@ package hive
 
 import (
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/beekeeper-hive/beekeeper/localregistry"
 	"github.com/beekeeper-hive/beekeeper/spawner"
+	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
 // Entry is one worker in the local registry (see localregistry.Entry for the fields).
@@ -38,13 +40,18 @@ const (
 
 // Options configure a Hive. Zero values pick the defaults named on each field.
 type Options struct {
-	StateDir           string // registry and worker logs; default dirs.State()
-	PortMin, PortMax   int    // ports to pick from; default 8080..8200
-	WorkerBinary       string // the beekeeper binary to run as `worker`; default os.Executable()
-	LlamaLib           string // llama.cpp library folder handed to workers; default: the worker locates it
-	QueenURL           string // "" = Queenless
-	QueenToken         string // bearer token for the Queen, also handed to workers as --api-token
-	SpawnedBy          string // spawned_by sent to the Queen; default "gui"
+	StateDir         string // registry and worker logs; default dirs.State()
+	PortMin, PortMax int    // ports to pick from; default 8080..8200
+	WorkerBinary     string // the beekeeper binary to run as `worker`; default os.Executable()
+	LlamaLib         string // llama.cpp library folder handed to workers; default: the worker locates it
+	QueenURL         string // "" = Queenless
+	QueenToken       string // bearer token for the Queen, also handed to workers as --api-token
+	SpawnedBy        string // spawned_by sent to the Queen; default "gui"
+	HiveID           string // this machine's name in spawn orders; default DefaultHiveID()
+	// ResolveModel maps a model name (as workers serve it) to a GGUF file on this
+	// machine. Given it and a Queen, the hive takes the Queen's spawn orders for the
+	// models it resolves (CONTRACT §4.7); nil: it takes none.
+	ResolveModel       func(name string) (path string, ok bool)
 	BindHost           string // override the worker bind address (default per CONTRACT §3)
 	AdvertiseHost      string // override the host advertised to a remote Queen
 	StopWorkersOnClose bool   // Close() stops workers by default when true
@@ -68,6 +75,9 @@ type SpawnRequest struct {
 	// RegisterWithQueen registers the worker with the configured Queen at once (fast
 	// path) when true; the background sync registers it anyway while a Queen is set.
 	RegisterWithQueen bool
+	// SpawnOrder is the Queen's spawn order the worker is for (the hive sets it when it
+	// serves orders); it is recorded and sent with every registration of the worker.
+	SpawnOrder string
 }
 
 // SpawnProgress reports a spawn's phases to the caller's progress func.
@@ -126,4 +136,13 @@ type QueenStatus struct {
 	LastError   string    // the last failure, for people
 	Registered  int       // live local workers the Queen knows
 	Pending     int       // live local workers not registered yet
+}
+
+// DefaultHiveID is "hive-<hostname>", the name spawn orders address this machine by.
+func DefaultHiveID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return "hive-" + wire.IDSafe(host)
 }

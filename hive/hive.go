@@ -53,6 +53,9 @@ type Hive struct {
 	procs    map[string]*spawner.Process // children of this process, by id
 	stopping map[string]bool             // stop requested: an exit is "exited", not "crashed"
 	closed   bool
+	// queenChanged is closed (and replaced) when the Queen changes: the spawn-order
+	// poll waiting at the old Queen ends at once.
+	queenChanged chan struct{}
 
 	subMu sync.Mutex
 	subs  map[chan Event]struct{}
@@ -80,6 +83,9 @@ func Open(opts Options) (*Hive, error) {
 	}
 	if opts.SpawnedBy == "" {
 		opts.SpawnedBy = wire.SpawnedByGUI
+	}
+	if opts.HiveID == "" {
+		opts.HiveID = DefaultHiveID()
 	}
 	if opts.StatsInterval <= 0 {
 		opts.StatsInterval = time.Second
@@ -111,8 +117,9 @@ func Open(opts Options) (*Hive, error) {
 		ctx:    ctx,
 		cancel: cancel,
 		procs:  map[string]*spawner.Process{}, stopping: map[string]bool{},
-		subs:  map[chan Event]struct{}{},
-		stats: map[string]Stats{}, statsSubs: map[chan map[string]Stats]struct{}{},
+		queenChanged: make(chan struct{}),
+		subs:         map[chan Event]struct{}{},
+		stats:        map[string]Stats{}, statsSubs: map[chan map[string]Stats]struct{}{},
 	}
 	h.syncer = queensync.New(queensync.Config{
 		Registry: reg,
@@ -130,6 +137,10 @@ func Open(opts Options) (*Hive, error) {
 	if !opts.Passive {
 		h.wg.Add(1)
 		go func() { defer h.wg.Done(); h.syncer.Run(ctx) }()
+	}
+	if !opts.Passive && opts.ResolveModel != nil {
+		h.wg.Add(1)
+		go func() { defer h.wg.Done(); h.serveOrders(ctx) }()
 	}
 	h.wg.Add(2)
 	go func() { defer h.wg.Done(); defer unsub(); h.forward(ctx, changes) }()
@@ -381,6 +392,7 @@ func (h *Hive) Spawn(ctx context.Context, req SpawnRequest, progress func(SpawnP
 			CtxSize: req.CtxSize, Threads: req.Threads,
 			StartedAt: time.Now().UTC(), LogFile: h.sp.LogFile(id),
 			State: StateStarting, Sync: syncState, QueenURL: queenURL,
+			SpawnOrder: req.SpawnOrder,
 		}
 		if err := h.recordStarting(e); err != nil {
 			return err // the spawner stops the process
@@ -413,7 +425,8 @@ func (h *Hive) Spawn(ctx context.Context, req SpawnRequest, progress func(SpawnP
 		Port: req.Port, PortMin: portMin, PortMax: portMax,
 		BindHost: bind, AdvertiseHost: advertise,
 		SpawnedBy: h.opts.SpawnedBy, QueenURL: queenURL, Token: token,
-		Claim: claim,
+		SpawnOrder: req.SpawnOrder,
+		Claim:      claim,
 	}, onProgress)
 	if err != nil {
 		h.forget(current)
@@ -701,6 +714,10 @@ func (h *Hive) SetQueen(url, token string) error {
 		return err
 	}
 	h.mu.Lock()
+	if h.opts.QueenURL != url || h.opts.QueenToken != token {
+		close(h.queenChanged)
+		h.queenChanged = make(chan struct{})
+	}
 	h.opts.QueenURL, h.opts.QueenToken = url, token
 	h.mu.Unlock()
 	h.publish(Event{Kind: EventQueen})

@@ -52,6 +52,7 @@ type Entry struct {
 	Sync          SyncState `json:"queen_sync"`
 	QueenURL      string    `json:"queen_url,omitempty"` // the Queen Sync refers to
 	SyncError     string    `json:"queen_sync_error,omitempty"`
+	SpawnOrder    string    `json:"spawn_order,omitempty"` // the Queen's spawn order it was started for
 }
 
 // URL is the worker's base URL as this machine reaches it.

@@ -31,6 +31,12 @@ func (q *Queen) routes() http.Handler {
 	handle("GET "+wire.PathWorkers+"/{id}", q.handleWorker)
 	handle("DELETE "+wire.PathWorkers+"/{id}", q.handleDeleteWorker)
 	handle("GET "+wire.PathEvents, q.handleEvents)
+	handle("POST "+wire.PathSpawnOrders, q.handleOrderCreate)
+	handle("GET "+wire.PathSpawnOrders, q.handleOrders)
+	handle("GET "+wire.PathSpawnOrders+"/{id}", q.handleOrder)
+	handle("DELETE "+wire.PathSpawnOrders+"/{id}", q.handleOrderCancel)
+	handle("POST "+wire.PathSpawnOrders+"/{id}/claim", q.handleOrderClaim)
+	handle("POST "+wire.PathSpawnOrders+"/{id}/result", q.handleOrderResult)
 	handle("GET "+wire.PathModels, q.gateway.handleModels)
 	handle("POST "+wire.PathChat, q.gateway.handleProxy)
 	handle("POST "+wire.PathCompletions, q.gateway.handleProxy)
@@ -109,6 +115,10 @@ func (q *Queen) register(w http.ResponseWriter, r *http.Request, req wire.Regist
 		return err
 	}
 	q.metrics.registrations.WithLabelValues("ok").Inc()
+	if req.SpawnOrderID != "" {
+		// The worker runs: its order is done, whoever holds it (CONTRACT §4.7).
+		q.orders.completeByWorker(req.SpawnOrderID, req.WorkerID, req.SpawnedBy)
+	}
 	if res.fetch {
 		q.caps.enqueue(res.rec)
 	}

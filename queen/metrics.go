@@ -40,6 +40,7 @@ type metrics struct {
 	capFetches    *counterVec
 	routed        *counterVec
 	routeSeconds  *histogramVec
+	spawnOrders   *counterVec
 
 	states *registry // workers by state, counted at scrape time; set before serving
 }
@@ -57,6 +58,8 @@ func newMetrics() *metrics {
 		routeSeconds: newHistogramVec("beekeeper_queen_routed_request_duration_seconds",
 			"Duration of routed requests, from arrival to the end of the streamed answer.",
 			exponentialBuckets(0.005, 2.5, 10), "model"),
+		spawnOrders: newCounterVec("beekeeper_queen_spawn_orders_total",
+			"Spawn order events, by result (created, taken, done, failed, cancelled, expired).", "result"),
 	}
 }
 
@@ -82,7 +85,7 @@ type family struct {
 func (m *metrics) write(b *bytes.Buffer) {
 	fams := []family{
 		m.registrations.family(), m.heartbeats.family(), m.capFetches.family(),
-		m.routed.family(), m.routeSeconds.family(),
+		m.routed.family(), m.routeSeconds.family(), m.spawnOrders.family(),
 	}
 	if m.states != nil {
 		fams = append(fams, stateFamily(m.states))

@@ -38,6 +38,12 @@ type Config struct {
 	// registration flood can pile up until retention removes it. Default
 	// DefaultMaxWorkers.
 	MaxWorkers int
+	// OrderLease is how long a hive holds a spawn order it claimed without renewing the
+	// claim; then the order goes back to pending for any hive. Default 30 s.
+	OrderLease time.Duration
+	// MaxOrders caps the spawn orders not yet ended: a new order beyond it is refused
+	// (503 server_busy). Default DefaultMaxOrders.
+	MaxOrders int
 	// SweepInterval is how often liveness is re-evaluated. Default a quarter of the
 	// heartbeat interval, capped at one second.
 	SweepInterval time.Duration
@@ -61,11 +67,18 @@ type FetchConfig struct {
 // DefaultMaxWorkers is Config.MaxWorkers's default.
 const DefaultMaxWorkers = 100_000
 
+// Defaults of the spawn order book.
+const (
+	DefaultOrderLease = 30 * time.Second // Config.OrderLease
+	DefaultMaxOrders  = 10_000           // Config.MaxOrders
+)
+
 // Queen is one mini Queen. Create it with New, serve it with Run or Serve.
 type Queen struct {
 	cfg     Config
 	log     *slog.Logger
 	reg     *registry
+	orders  *orderBook
 	metrics *metrics
 	caps    *fetcher
 	gateway *gateway
@@ -103,6 +116,18 @@ func New(cfg Config) (*Queen, error) {
 	if cfg.MaxWorkers < 0 {
 		return nil, fmt.Errorf("max workers %d is negative", cfg.MaxWorkers)
 	}
+	if cfg.OrderLease == 0 {
+		cfg.OrderLease = DefaultOrderLease
+	}
+	if cfg.OrderLease < 0 {
+		return nil, fmt.Errorf("order lease %v is negative", cfg.OrderLease)
+	}
+	if cfg.MaxOrders == 0 {
+		cfg.MaxOrders = DefaultMaxOrders
+	}
+	if cfg.MaxOrders < 0 {
+		return nil, fmt.Errorf("max orders %d is negative", cfg.MaxOrders)
+	}
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = min(max(cfg.HeartbeatInterval/4, 10*time.Millisecond), time.Second)
 	}
@@ -126,6 +151,7 @@ func New(cfg Config) (*Queen, error) {
 	q.metrics = newMetrics()
 	q.reg = newRegistry(cfg.Now, cfg.HeartbeatInterval, cfg.Retention, cfg.MaxWorkers)
 	q.metrics.registerStates(q.reg)
+	q.orders = newOrderBook(cfg.Now, cfg.OrderLease, cfg.Retention, cfg.MaxOrders, q.reg.workerForOrder, q.metrics.spawnOrders)
 	q.caps = newFetcher(q, cfg.Capabilities)
 	q.gateway = newGateway(q)
 	q.handler = q.routes()
@@ -228,7 +254,8 @@ func (q *Queen) Subscribe() (snapshot []wire.Worker, events <-chan wire.Event, c
 	return q.reg.subscribe()
 }
 
-// sweepLoop advances liveness on a ticker until ctx or the Queen ends.
+// sweepLoop advances liveness and spawn-order leases on a ticker until ctx or the Queen
+// ends.
 func (q *Queen) sweepLoop(ctx context.Context) {
 	t := time.NewTicker(q.cfg.SweepInterval)
 	defer t.Stop()
@@ -240,6 +267,7 @@ func (q *Queen) sweepLoop(ctx context.Context) {
 			return
 		case <-t.C:
 			q.reg.sweep()
+			q.orders.sweep()
 		}
 	}
 }

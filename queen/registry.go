@@ -25,6 +25,8 @@ type record struct {
 	gen      uint64 // bumped by each registration; stale fetch results are dropped
 	fetching bool   // a capabilities fetch job for this record is queued or running
 
+	spawnOrder string // the spawn order it was started for, if its registration said so
+
 	inflight int       // requests the gateway routes to it right now
 	failedAt time.Time // the gateway failed to reach it; cleared by a heartbeat
 }
@@ -106,6 +108,9 @@ func (r *registry) register(req wire.RegisterRequest, queenURL string) (register
 	rec.w.Model = req.Model
 	rec.w.SpawnedBy = req.SpawnedBy
 	rec.queenURL = queenURL
+	if req.SpawnOrderID != "" {
+		rec.spawnOrder = req.SpawnOrderID
+	}
 	r.gens++
 	rec.gen = r.gens
 	event := wire.EventUpdated
@@ -240,6 +245,19 @@ func (r *registry) sweep() {
 			}
 		}
 	}
+}
+
+// workerForOrder finds a worker whose registration carried spawn order orderID. The
+// order book calls it holding its own lock: the lock order is orders, then registry.
+func (r *registry) workerForOrder(orderID string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, rec := range r.workers {
+		if rec.spawnOrder == orderID {
+			return id, true
+		}
+	}
+	return "", false
 }
 
 func (r *registry) get(id string) (wire.Worker, bool) {

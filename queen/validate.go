@@ -65,7 +65,7 @@ func decodeStrict(body []byte, v any, known map[string]bool) error {
 	}
 	for name := range fields {
 		if !known[name] {
-			return invalidField(name, "unknown field (see the register-worker body in docs/queen.md)")
+			return invalidField(name, "unknown field (docs/queen.md lists the fields of this body)")
 		}
 	}
 	if err := json.Unmarshal(body, v); err != nil {
@@ -166,6 +166,9 @@ func validateRegister(req wire.RegisterRequest) error {
 	}
 	if len(req.SpawnedBy) > maxSpawnedBy || hasControl(req.SpawnedBy) {
 		return invalidField("spawned_by", "must be at most %d printable characters", maxSpawnedBy)
+	}
+	if req.SpawnOrderID != "" && !validOrderID(req.SpawnOrderID) {
+		return invalidField("spawn_order_id", "must be 1..%d characters of [A-Za-z0-9._-]", maxOrderIDLen)
 	}
 	return nil
 }

@@ -384,6 +384,8 @@ func registration(e localregistry.Entry) wire.RegisterRequest {
 		WorkerType: e.WorkerType,
 		Model:      e.Model,
 		SpawnedBy:  e.SpawnedBy,
+		// The order completes at the Queen with the registration, whoever sends it.
+		SpawnOrderID: e.SpawnOrder,
 	}
 }
 

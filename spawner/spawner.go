@@ -47,6 +47,7 @@ type Spec struct {
 	SpawnedBy        string
 	QueenURL         string
 	Token            string
+	SpawnOrder       string // the Queen's spawn order this worker is for; it tells the Queen when it registers itself
 	// Claim, when set, records the started process (its worker id, port and pid) before
 	// Start waits for it. Picking the port, starting the process and Claim run under one
 	// lock per Spawner, so two starts never claim one port at once. When Claim fails the
@@ -280,6 +281,9 @@ func (s *Spawner) args(spec Spec, id string, port int) []string {
 	}
 	if spec.Token != "" {
 		a = append(a, "--api-token", spec.Token)
+	}
+	if spec.SpawnOrder != "" {
+		a = append(a, "--spawn-order", spec.SpawnOrder)
 	}
 	if spec.CtxSize > 0 {
 		a = append(a, "--ctx-size", strconv.Itoa(spec.CtxSize))

@@ -194,6 +194,9 @@ func (h *heartbeater) register(ctx context.Context, queen string) error {
 		WorkerType: cfg.WorkerType,
 		Model:      h.w.modelName,
 		SpawnedBy:  cfg.SpawnedBy,
+		// A worker the hive started for a spawn order completes it by registering, even
+		// when the hive went away before it could.
+		SpawnOrderID: cfg.SpawnOrder,
 	}
 	var resp wire.RegisterResponse
 	if err := h.post(ctx, queen+wire.PathRegisterWorker, req, &resp); err != nil {

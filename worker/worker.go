@@ -31,6 +31,7 @@ type Config struct {
 	QueenURL      string // "" = Queenless until a Queen adopts the worker via /capabilities
 	AdvertiseHost string // the host the Queen reaches the worker at; "" = Host
 	SpawnedBy     string
+	SpawnOrder    string // the Queen's spawn order it was started for; sent when it registers itself
 	CtxSize       int
 	Threads       int
 	Parallel      int

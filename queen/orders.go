@@ -1,0 +1,638 @@
+package queen
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"net/http"
+	"reflect"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/beekeeper-hive/beekeeper/wire"
+)
+
+// Spawn orders (CONTRACT §4.7, wire/spawn.go): someone asks for a worker serving a model,
+// a hive takes the order and spawns the worker, and the worker's registration (or the
+// hive's report) completes it. The book lives in memory like the worker registry: a
+// restarted Queen forgets its orders. A requester then gets 404 for its order id and asks
+// again; nothing is spawned twice, because an order nobody took spawned nothing, and the
+// worker of a taken one registers (and serves) anyway.
+
+const (
+	// maxOrderWait caps the long-poll of GET /v1/spawn-orders?wait=D; a longer D waits
+	// this long.
+	maxOrderWait = 60 * time.Second
+	// maxCtxSize bounds an order's ctx_size.
+	maxCtxSize = 1 << 20
+	// maxOrderIDLen bounds the order ids the Queen accepts (its own are 22 characters).
+	maxOrderIDLen = wire.MaxWorkerIDLen
+	// maxOrderError bounds the error text a hive reports; longer text is cut.
+	maxOrderError = 2048
+	// cancelledError is the Error of a cancelled order (state failed).
+	cancelledError = "cancelled by request"
+	// codeUnknownOrder is the code of a 404 for an order id the Queen does not know.
+	codeUnknownOrder = "unknown_order"
+)
+
+// Spawn order results of beekeeper_queen_spawn_orders_total.
+const (
+	resultCreated   = "created"
+	resultTaken     = "taken"
+	resultDone      = "done"
+	resultFailed    = "failed"
+	resultCancelled = "cancelled"
+	resultExpired   = "expired"
+)
+
+// orderRec is the book's view of one order.
+type orderRec struct {
+	o          wire.SpawnOrder
+	seq        uint64    // creation order, for a stable listing
+	leaseUntil time.Time // taken: the hive must renew its claim before this
+	endedAt    time.Time // done or failed: retention counts from here
+	cancelled  bool      // failed because someone cancelled it
+}
+
+// orderBook is one mutex-guarded map of spawn orders. Every change closes and replaces
+// changed, which wakes the long-polls.
+type orderBook struct {
+	now       func() time.Time
+	lease     time.Duration
+	retention time.Duration
+	maxOpen   int // orders not ended; new ones beyond it are refused
+	// carried finds a registered worker that carries an order id. It is called with mu
+	// held (the lock order is orders, then registry).
+	carried func(orderID string) (workerID string, ok bool)
+	results *counterVec
+
+	waiting atomic.Int64 // long-polls waiting right now (tests watch it)
+
+	mu      sync.Mutex
+	orders  map[string]*orderRec
+	open    int // orders not ended
+	seq     uint64
+	changed chan struct{}
+}
+
+func newOrderBook(now func() time.Time, lease, retention time.Duration, maxOpen int,
+	carried func(string) (string, bool), results *counterVec) *orderBook {
+	return &orderBook{
+		now:       now,
+		lease:     lease,
+		retention: retention,
+		maxOpen:   maxOpen,
+		carried:   carried,
+		results:   results,
+		orders:    make(map[string]*orderRec),
+		changed:   make(chan struct{}),
+	}
+}
+
+// newOrderID is "order-" and 16 URL-safe characters from 96 random bits.
+func newOrderID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (it panics first)
+	return "order-" + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func validOrderID(id string) bool {
+	return id != "" && len(id) <= maxOrderIDLen && tokenPattern.MatchString(id)
+}
+
+// broadcast wakes every long-poll. Caller holds b.mu.
+func (b *orderBook) broadcast() {
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+func (b *orderBook) count(result string) { b.results.WithLabelValues(result).Inc() }
+
+func errUnknownOrder(id string) error {
+	return wire.NewError(http.StatusNotFound, codeUnknownOrder,
+		"no spawn order %q here (a restarted Queen forgets its orders: post it again)", id)
+}
+
+func errOrderEnded(o wire.SpawnOrder) error {
+	return wire.NewError(http.StatusConflict, wire.CodeOrderEnded, "spawn order %q has ended (%s)", o.OrderID, describeEnd(o))
+}
+
+func errOrderTaken(o wire.SpawnOrder, hive string) error {
+	switch {
+	case o.State == wire.OrderTaken:
+		return wire.NewError(http.StatusConflict, wire.CodeOrderTaken, "spawn order %q is taken by hive %q", o.OrderID, o.TakenBy)
+	case o.Hive != "" && o.Hive != hive:
+		return wire.NewError(http.StatusConflict, wire.CodeOrderTaken, "spawn order %q is for hive %q only", o.OrderID, o.Hive)
+	default:
+		return wire.NewError(http.StatusConflict, wire.CodeOrderTaken,
+			"hive %q does not hold spawn order %q (it is pending: its lease ran out): claim it first", hive, o.OrderID)
+	}
+}
+
+func describeEnd(o wire.SpawnOrder) string {
+	if o.State == wire.OrderDone {
+		return "done: worker " + o.WorkerID
+	}
+	return "failed: " + o.Error
+}
+
+func errTooManyOrders(limit int) error {
+	return wire.NewError(http.StatusServiceUnavailable, wire.CodeBusy,
+		"this Queen already holds its limit of %d open spawn orders: cancel some (DELETE %s/{id}) or wait for hives to take them", limit, wire.PathSpawnOrders)
+}
+
+// create adds a pending order. req is validated.
+func (b *orderBook) create(req wire.SpawnOrderRequest) (wire.SpawnOrder, error) {
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if rec := b.orders[req.OrderID]; req.OrderID != "" && rec != nil {
+		o := rec.o
+		if o.Model != req.Model || o.WorkerType != req.WorkerType || o.Hive != req.Hive || o.CtxSize != req.CtxSize {
+			return wire.SpawnOrder{}, wire.NewError(http.StatusConflict, wire.CodeOrderConflict,
+				"order_id %q is already the id of another order: pick a new id", req.OrderID)
+		}
+		return o, nil // a retry of the same order
+	}
+	if b.open >= b.maxOpen {
+		return wire.SpawnOrder{}, errTooManyOrders(b.maxOpen)
+	}
+	if len(b.orders) >= 2*b.maxOpen {
+		b.evictOldestEnded() // ended orders never crowd out new ones
+	}
+	id := req.OrderID
+	for id == "" || b.orders[id] != nil { // 96 random bits: never again, but cheap to be sure
+		id = newOrderID()
+	}
+	b.seq++
+	rec := &orderRec{seq: b.seq, o: wire.SpawnOrder{
+		OrderID:    id,
+		Model:      req.Model,
+		WorkerType: req.WorkerType,
+		Hive:       req.Hive,
+		CtxSize:    req.CtxSize,
+		State:      wire.OrderPending,
+		CreatedAt:  now,
+		UpdatedAt:  now,
+	}}
+	b.orders[id] = rec
+	b.open++
+	b.count(resultCreated)
+	b.broadcast()
+	return rec.o, nil
+}
+
+// evictOldestEnded drops the ended order that ended first. Caller holds b.mu.
+func (b *orderBook) evictOldestEnded() {
+	var oldest *orderRec
+	for _, rec := range b.orders {
+		if rec.o.Ended() && (oldest == nil || rec.endedAt.Before(oldest.endedAt)) {
+			oldest = rec
+		}
+	}
+	if oldest != nil {
+		delete(b.orders, oldest.o.OrderID)
+	}
+}
+
+func (b *orderBook) get(id string) (wire.SpawnOrder, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rec, ok := b.orders[id]
+	if !ok {
+		return wire.SpawnOrder{}, false
+	}
+	return rec.o, true
+}
+
+// orderFilter selects orders for a listing: by state, and with hive set the pending
+// orders that hive may take (untargeted or targeted at it).
+type orderFilter struct {
+	state wire.SpawnOrderState
+	hive  string
+}
+
+func (f orderFilter) match(o wire.SpawnOrder) bool {
+	if f.state != "" && o.State != f.state {
+		return false
+	}
+	if f.hive != "" && (o.State != wire.OrderPending || (o.Hive != "" && o.Hive != f.hive)) {
+		return false
+	}
+	return true
+}
+
+// list returns the matching orders in creation order, and the channel that is closed on
+// the book's next change.
+func (b *orderBook) list(f orderFilter) ([]wire.SpawnOrder, <-chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	recs := make([]*orderRec, 0, 16)
+	for _, rec := range b.orders {
+		if f.match(rec.o) {
+			recs = append(recs, rec)
+		}
+	}
+	slices.SortFunc(recs, func(a, c *orderRec) int {
+		switch {
+		case a.seq < c.seq:
+			return -1
+		case a.seq > c.seq:
+			return 1
+		}
+		return 0
+	})
+	out := make([]wire.SpawnOrder, len(recs))
+	for i, rec := range recs {
+		out[i] = rec.o
+	}
+	return out, b.changed
+}
+
+// wait answers a long-poll: the matching orders as soon as there are any, else nothing
+// once d passes, ctx ends or the Queen stops.
+func (b *orderBook) wait(ctx, queen context.Context, f orderFilter, d time.Duration) []wire.SpawnOrder {
+	out, changed := b.list(f)
+	if len(out) > 0 || d <= 0 {
+		return out
+	}
+	b.waiting.Add(1)
+	defer b.waiting.Add(-1)
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case <-changed:
+		case <-timer.C:
+			return out
+		case <-ctx.Done():
+			return out
+		case <-queen.Done():
+			return out
+		}
+		if out, changed = b.list(f); len(out) > 0 {
+			return out
+		}
+	}
+}
+
+// cancel ends a pending order (state failed, error cancelledError). Cancelling a
+// cancelled order again is fine; a taken or otherwise ended one is a conflict.
+func (b *orderBook) cancel(id string) (wire.SpawnOrder, error) {
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rec, ok := b.orders[id]
+	switch {
+	case !ok:
+		return wire.SpawnOrder{}, errUnknownOrder(id)
+	case rec.cancelled:
+		return rec.o, nil
+	case rec.o.Ended():
+		return wire.SpawnOrder{}, errOrderEnded(rec.o)
+	case rec.o.State == wire.OrderTaken:
+		return wire.SpawnOrder{}, wire.NewError(http.StatusConflict, wire.CodeOrderTaken,
+			"spawn order %q is taken by hive %q: it can no longer be cancelled (stop its worker once it runs)", id, rec.o.TakenBy)
+	}
+	rec.cancelled = true
+	b.end(rec, wire.OrderFailed, "", cancelledError, now)
+	b.count(resultCancelled)
+	return rec.o, nil
+}
+
+// end moves rec to done or failed. Caller holds b.mu.
+func (b *orderBook) end(rec *orderRec, state wire.SpawnOrderState, workerID, errText string, now time.Time) {
+	rec.o.State = state
+	rec.o.WorkerID = workerID
+	rec.o.Error = errText
+	rec.o.UpdatedAt = now
+	rec.leaseUntil = time.Time{}
+	rec.endedAt = now
+	b.open--
+	b.broadcast()
+}
+
+// claim gives a pending order to hive, or renews the lease of the hive holding it.
+func (b *orderBook) claim(id, hive string) (wire.SpawnOrder, error) {
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rec, ok := b.orders[id]
+	switch {
+	case !ok:
+		return wire.SpawnOrder{}, errUnknownOrder(id)
+	case rec.o.Ended():
+		return wire.SpawnOrder{}, errOrderEnded(rec.o)
+	case rec.o.State == wire.OrderTaken && rec.o.TakenBy == hive:
+		rec.leaseUntil = now.Add(b.lease) // a renewal: not a change anyone waits for
+		return rec.o, nil
+	case rec.o.State == wire.OrderTaken, rec.o.Hive != "" && rec.o.Hive != hive:
+		return wire.SpawnOrder{}, errOrderTaken(rec.o, hive)
+	}
+	rec.o.State = wire.OrderTaken
+	rec.o.TakenBy = hive
+	rec.o.UpdatedAt = now
+	rec.leaseUntil = now.Add(b.lease)
+	b.count(resultTaken)
+	b.broadcast()
+	return rec.o, nil
+}
+
+// result records a hive's outcome: res.WorkerID → done, res.Error → failed. Only the
+// hive holding the order reports; a pending order (its lease ran out) may still be
+// reported done, since its worker runs. Reporting the same outcome again is fine.
+func (b *orderBook) result(id string, res wire.SpawnResult) (wire.SpawnOrder, error) {
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rec, ok := b.orders[id]
+	if !ok {
+		return wire.SpawnOrder{}, errUnknownOrder(id)
+	}
+	o := rec.o
+	if o.Ended() {
+		sameDone := res.WorkerID != "" && o.State == wire.OrderDone && o.WorkerID == res.WorkerID
+		sameFail := res.Error != "" && o.State == wire.OrderFailed && !rec.cancelled && o.TakenBy == res.Hive
+		if sameDone || sameFail {
+			return o, nil // a repeated report (a retry after a lost answer)
+		}
+		return wire.SpawnOrder{}, errOrderEnded(o)
+	}
+	held := o.State == wire.OrderTaken && o.TakenBy == res.Hive
+	lapsed := o.State == wire.OrderPending && res.WorkerID != "" && (o.Hive == "" || o.Hive == res.Hive)
+	if !held && !lapsed {
+		return wire.SpawnOrder{}, errOrderTaken(o, res.Hive)
+	}
+	rec.o.TakenBy = res.Hive
+	if res.WorkerID != "" {
+		b.end(rec, wire.OrderDone, res.WorkerID, "", now)
+		b.count(resultDone)
+	} else {
+		b.end(rec, wire.OrderFailed, "", res.Error, now)
+		b.count(resultFailed)
+	}
+	return rec.o, nil
+}
+
+// completeByWorker marks an order done because a worker registered with its id, whoever
+// holds it. An unknown or ended order is left alone.
+func (b *orderBook) completeByWorker(id, workerID, spawnedBy string) {
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rec, ok := b.orders[id]
+	if !ok || rec.o.Ended() {
+		return
+	}
+	if rec.o.TakenBy == "" {
+		rec.o.TakenBy = spawnedBy
+	}
+	b.end(rec, wire.OrderDone, workerID, "", now)
+	b.count(resultDone)
+}
+
+// sweep sends taken orders whose lease ran out back to pending (or to done when a
+// registered worker carries them) and drops ended orders past retention.
+func (b *orderBook) sweep() {
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	changed := false
+	for id, rec := range b.orders {
+		switch {
+		case rec.o.Ended():
+			if now.Sub(rec.endedAt) >= b.retention {
+				delete(b.orders, id)
+			}
+		case rec.o.State == wire.OrderTaken && !now.Before(rec.leaseUntil):
+			if workerID, ok := b.carried(id); ok {
+				b.end(rec, wire.OrderDone, workerID, "", now)
+				b.count(resultDone)
+				continue
+			}
+			rec.o.State = wire.OrderPending
+			rec.o.TakenBy = ""
+			rec.o.UpdatedAt = now
+			rec.leaseUntil = time.Time{}
+			b.count(resultExpired)
+			changed = true
+		}
+	}
+	if changed {
+		b.broadcast()
+	}
+}
+
+// Validation of the spawn-order bodies and queries.
+
+var (
+	orderRequestFields = jsonFields(reflect.TypeFor[wire.SpawnOrderRequest]())
+	claimFields        = jsonFields(reflect.TypeFor[wire.SpawnClaim]())
+	resultFields       = jsonFields(reflect.TypeFor[wire.SpawnResult]())
+)
+
+func decodeOrderRequest(body []byte) (wire.SpawnOrderRequest, error) {
+	var req wire.SpawnOrderRequest
+	if err := decodeStrict(body, &req, orderRequestFields); err != nil {
+		return req, err
+	}
+	switch {
+	case req.Model == "":
+		return req, invalidField("model", "is required (the name workers serve it under, e.g. %q)", "stories260K")
+	case len(req.Model) > maxModelLen || hasControl(req.Model):
+		return req, invalidField("model", "must be 1..%d printable characters", maxModelLen)
+	}
+	if req.WorkerType == "" {
+		req.WorkerType = wire.DefaultWorkerType
+	}
+	if len(req.WorkerType) > maxTypeLen || !tokenPattern.MatchString(req.WorkerType) {
+		return req, invalidField("worker_type", "must be 1..%d characters of [A-Za-z0-9._-]", maxTypeLen)
+	}
+	if req.Hive != "" {
+		if err := validateHive("hive", req.Hive); err != nil {
+			return req, err
+		}
+	}
+	if req.CtxSize < 0 || req.CtxSize > maxCtxSize {
+		return req, invalidField("ctx_size", "%d is outside 0..%d (0 = the worker's default)", req.CtxSize, maxCtxSize)
+	}
+	if req.OrderID != "" && !validOrderID(req.OrderID) {
+		return req, invalidField("order_id", "must be 1..%d characters of [A-Za-z0-9._-]", maxOrderIDLen)
+	}
+	return req, nil
+}
+
+func validateHive(field, hive string) error {
+	switch {
+	case hive == "":
+		return invalidField(field, "is required (the hive's spawned_by, e.g. %q)", wire.SpawnedByGUI)
+	case len(hive) > maxSpawnedBy || !tokenPattern.MatchString(hive):
+		return invalidField(field, "must be 1..%d characters of [A-Za-z0-9._-]", maxSpawnedBy)
+	}
+	return nil
+}
+
+func decodeClaim(body []byte) (wire.SpawnClaim, error) {
+	var c wire.SpawnClaim
+	if err := decodeStrict(body, &c, claimFields); err != nil {
+		return c, err
+	}
+	return c, validateHive("hive", c.Hive)
+}
+
+func decodeResult(body []byte) (wire.SpawnResult, error) {
+	var res wire.SpawnResult
+	if err := decodeStrict(body, &res, resultFields); err != nil {
+		return res, err
+	}
+	if err := validateHive("hive", res.Hive); err != nil {
+		return res, err
+	}
+	switch {
+	case res.WorkerID == "" && res.Error == "":
+		return res, invalidField("worker_id", "give worker_id (the worker runs) or error (it could not start)")
+	case res.WorkerID != "" && res.Error != "":
+		return res, invalidField("error", "give worker_id or error, not both")
+	case res.WorkerID != "":
+		if err := validateWorkerID(res.WorkerID); err != nil {
+			return res, err
+		}
+	}
+	res.Error = clipUTF8(res.Error, maxOrderError)
+	return res, nil
+}
+
+// clipUTF8 cuts s to at most n bytes without splitting a character.
+func clipUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// parseOrderQuery reads GET /v1/spawn-orders's state, hive and wait.
+func parseOrderQuery(r *http.Request) (orderFilter, time.Duration, error) {
+	q := r.URL.Query()
+	f := orderFilter{state: wire.SpawnOrderState(q.Get("state")), hive: q.Get("hive")}
+	switch f.state {
+	case "", wire.OrderPending, wire.OrderTaken, wire.OrderDone, wire.OrderFailed:
+	default:
+		return f, 0, invalidField("state", "%q is not one of pending, taken, done, failed", f.state)
+	}
+	if q.Has("hive") {
+		if err := validateHive("hive", f.hive); err != nil {
+			return f, 0, err
+		}
+		if f.state != "" && f.state != wire.OrderPending {
+			return f, 0, invalidField("state", "with hive, the listing is of the pending orders that hive may take: leave state out or use pending")
+		}
+	}
+	var wait time.Duration
+	if raw := q.Get("wait"); raw != "" {
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			secs, aerr := strconv.Atoi(raw) // plain seconds are fine too
+			if aerr != nil {
+				return f, 0, invalidField("wait", "%q is not a duration such as 25s", raw)
+			}
+			d = time.Duration(secs) * time.Second
+		}
+		if d < 0 {
+			return f, 0, invalidField("wait", "%q is negative", raw)
+		}
+		wait = min(d, maxOrderWait)
+	}
+	return f, wait, nil
+}
+
+// Handlers.
+
+func (q *Queen) handleOrderCreate(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(r, w, wire.MaxRegistrationBody)
+	if err != nil {
+		return err
+	}
+	req, err := decodeOrderRequest(body)
+	if err != nil {
+		return err
+	}
+	o, err := q.orders.create(req)
+	if err != nil {
+		return err
+	}
+	wire.WriteJSON(w, http.StatusAccepted, o)
+	return nil
+}
+
+func (q *Queen) handleOrders(w http.ResponseWriter, r *http.Request) error {
+	f, wait, err := parseOrderQuery(r)
+	if err != nil {
+		return err
+	}
+	orders := q.orders.wait(r.Context(), q.base, f, wait)
+	if r.Context().Err() != nil {
+		return nil // the client left: nobody to answer
+	}
+	wire.WriteJSON(w, http.StatusOK, wire.SpawnOrderList{Orders: orders})
+	return nil
+}
+
+func (q *Queen) handleOrder(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	o, ok := q.orders.get(id)
+	if !ok {
+		return errUnknownOrder(id)
+	}
+	wire.WriteJSON(w, http.StatusOK, o)
+	return nil
+}
+
+func (q *Queen) handleOrderCancel(w http.ResponseWriter, r *http.Request) error {
+	o, err := q.orders.cancel(r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	wire.WriteJSON(w, http.StatusOK, o)
+	return nil
+}
+
+func (q *Queen) handleOrderClaim(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(r, w, wire.MaxRegistrationBody)
+	if err != nil {
+		return err
+	}
+	c, err := decodeClaim(body)
+	if err != nil {
+		return err
+	}
+	o, err := q.orders.claim(r.PathValue("id"), c.Hive)
+	if err != nil {
+		return err
+	}
+	wire.WriteJSON(w, http.StatusOK, o)
+	return nil
+}
+
+func (q *Queen) handleOrderResult(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(r, w, wire.MaxRegistrationBody)
+	if err != nil {
+		return err
+	}
+	res, err := decodeResult(body)
+	if err != nil {
+		return err
+	}
+	o, err := q.orders.result(r.PathValue("id"), res)
+	if err != nil {
+		return err
+	}
+	wire.WriteJSON(w, http.StatusOK, o)
+	return nil
+}

@@ -1,0 +1,89 @@
+package wire
+
+import "time"
+
+// Spawn orders (CONTRACT §4.7): someone asks the Queen for a worker serving a model; a
+// hive that has the model takes the order, spawns the worker, and the worker's
+// registration completes the order. The hive pulls orders from the Queen, so a hive
+// behind NAT or a firewall can serve them.
+//
+//	POST /v1/spawn-orders                    {model, worker_type?, hive?, ctx_size?} → 202 SpawnOrder
+//	GET  /v1/spawn-orders[?state=S][&hive=H][&wait=25s]
+//	                                         → {"orders": [...]}; with hive=H, the pending
+//	                                           orders H may take; wait long-polls for one
+//	GET  /v1/spawn-orders/{id}               → SpawnOrder
+//	DELETE /v1/spawn-orders/{id}             → cancels a pending order (409 once taken)
+//	POST /v1/spawn-orders/{id}/claim         {hive} → 200 SpawnOrder (taken, or lease renewed
+//	                                           by the same hive); 409 taken by another hive or ended
+//	POST /v1/spawn-orders/{id}/result        {hive, worker_id} or {hive, error} → 200 SpawnOrder
+//
+// A registration that carries spawn_order_id completes that order too, so an order is
+// done even when the hive dies between spawning and reporting.
+const PathSpawnOrders = "/v1/spawn-orders"
+
+// SpawnOrderState is where an order stands.
+type SpawnOrderState string
+
+// Spawn order states: pending → taken → done | failed; a taken order whose hive stops
+// renewing its lease goes back to pending.
+const (
+	OrderPending SpawnOrderState = "pending"
+	OrderTaken   SpawnOrderState = "taken"
+	OrderDone    SpawnOrderState = "done"
+	OrderFailed  SpawnOrderState = "failed"
+)
+
+// SpawnOrderRequest is the body of POST /v1/spawn-orders.
+type SpawnOrderRequest struct {
+	// OrderID, when the client picks it, makes the request idempotent: the same id and
+	// the same order again answer the order already made (a retry after a lost answer
+	// orders nothing twice); the same id for a different order is 409 order_conflict.
+	OrderID    string `json:"order_id,omitempty"`
+	Model      string `json:"model"`                 // the name workers serve it under (ModelName)
+	WorkerType string `json:"worker_type,omitempty"` // default DefaultWorkerType
+	Hive       string `json:"hive,omitempty"`        // only this hive (its spawned_by) may take it; "" = any
+	CtxSize    int    `json:"ctx_size,omitempty"`    // 0 = the worker's default
+}
+
+// SpawnOrder is the Queen's record of one order.
+type SpawnOrder struct {
+	OrderID    string          `json:"order_id"`
+	Model      string          `json:"model"`
+	WorkerType string          `json:"worker_type"`
+	Hive       string          `json:"hive,omitempty"`
+	CtxSize    int             `json:"ctx_size,omitempty"`
+	State      SpawnOrderState `json:"state"`
+	TakenBy    string          `json:"taken_by,omitempty"`  // the hive holding (or that held) it
+	WorkerID   string          `json:"worker_id,omitempty"` // done: the worker that serves it
+	Error      string          `json:"error,omitempty"`     // failed: why, for people
+	CreatedAt  time.Time       `json:"created_at"`
+	UpdatedAt  time.Time       `json:"updated_at"`
+}
+
+// Ended reports whether the order is done or failed.
+func (o SpawnOrder) Ended() bool { return o.State == OrderDone || o.State == OrderFailed }
+
+// SpawnOrderList answers GET /v1/spawn-orders.
+type SpawnOrderList struct {
+	Orders []SpawnOrder `json:"orders"`
+}
+
+// SpawnClaim is the body of POST /v1/spawn-orders/{id}/claim.
+type SpawnClaim struct {
+	Hive string `json:"hive"`
+}
+
+// SpawnResult is the body of POST /v1/spawn-orders/{id}/result: WorkerID when the worker
+// runs, Error when the hive could not start it.
+type SpawnResult struct {
+	Hive     string `json:"hive"`
+	WorkerID string `json:"worker_id,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Error codes of the spawn-order endpoints (APIError.Code).
+const (
+	CodeOrderTaken    = "order_taken"    // claimed by another hive
+	CodeOrderEnded    = "order_ended"    // done, failed or cancelled
+	CodeOrderConflict = "order_conflict" // an order_id already used for another order
+)
