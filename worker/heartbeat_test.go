@@ -133,7 +133,8 @@ func (q *queenPeer) snapshot() (regs, beats int) {
 // payload, heartbeats at the Queen's interval with the token, and says goodbye on SIGTERM.
 func TestHeartbeatAdoptionAndSelfRegistration(t *testing.T) {
 	q := newQueenPeer(t, "tok")
-	w := testenv.StartWorker(t, "--api-token", "tok", "--spawned-by", "gui")
+	// Started for a spawn order: the self-registration names it (CONTRACT §4.7).
+	w := testenv.StartWorker(t, "--api-token", "tok", "--spawned-by", "gui", "--spawn-order", "order-test1")
 	if regs, beats := q.snapshot(); regs != 0 || beats != 0 {
 		t.Fatalf("a Queenless worker sent %d registrations, %d heartbeats", regs, beats)
 	}
@@ -160,7 +161,7 @@ func TestHeartbeatAdoptionAndSelfRegistration(t *testing.T) {
 	hb := q.beats[0]
 	badAuth := q.badAuth
 	q.mu.Unlock()
-	want := wire.RegisterRequest{WorkerID: caps.WorkerID, Hostname: "127.0.0.1", Port: w.Port, WorkerType: "llm", Model: "stories260K", SpawnedBy: "gui"}
+	want := wire.RegisterRequest{WorkerID: caps.WorkerID, Hostname: "127.0.0.1", Port: w.Port, WorkerType: "llm", Model: "stories260K", SpawnedBy: "gui", SpawnOrderID: "order-test1"}
 	if reg != want {
 		t.Fatalf("self-registration %+v, want %+v", reg, want)
 	}
