@@ -604,32 +604,28 @@ func (q *Queen) handleOrderCancel(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (q *Queen) handleOrderClaim(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(r, w, wire.MaxRegistrationBody)
-	if err != nil {
-		return err
-	}
-	c, err := decodeClaim(body)
-	if err != nil {
-		return err
-	}
-	o, err := q.orders.claim(r.PathValue("id"), c.Hive)
-	if err != nil {
-		return err
-	}
-	wire.WriteJSON(w, http.StatusOK, o)
-	return nil
+	return answerOrder(w, r, decodeClaim, func(id string, c wire.SpawnClaim) (wire.SpawnOrder, error) {
+		return q.orders.claim(id, c.Hive)
+	})
 }
 
 func (q *Queen) handleOrderResult(w http.ResponseWriter, r *http.Request) error {
+	return answerOrder(w, r, decodeResult, q.orders.result)
+}
+
+// answerOrder reads and decodes a hive's body, applies it to the order named in the
+// path and answers the order as it now stands.
+func answerOrder[T any](w http.ResponseWriter, r *http.Request, decode func([]byte) (T, error),
+	apply func(id string, body T) (wire.SpawnOrder, error)) error {
 	body, err := readBody(r, w, wire.MaxRegistrationBody)
 	if err != nil {
 		return err
 	}
-	res, err := decodeResult(body)
+	v, err := decode(body)
 	if err != nil {
 		return err
 	}
-	o, err := q.orders.result(r.PathValue("id"), res)
+	o, err := apply(r.PathValue("id"), v)
 	if err != nil {
 		return err
 	}
