@@ -32,6 +32,9 @@ func runHive(args []string) int {
 	if *queenURL == "" {
 		return fail(wire.ExitBadArgs, "hive: --queen is required (the Queen to serve, e.g. http://127.0.0.1:7833)")
 	}
+	if !wire.ValidWorkerID(*id) {
+		return fail(wire.ExitBadArgs, "hive: --id %q must be 1..%d characters of A-Z a-z 0-9 . _ -", *id, wire.MaxWorkerIDLen)
+	}
 	if st, err := os.Stat(*folder); err != nil || !st.IsDir() {
 		return fail(wire.ExitBadArgs, "hive: models folder %s is not a folder: put the .gguf files there or pass --models DIR", *folder)
 	}
@@ -72,6 +75,9 @@ func runOrder(args []string) int {
 	}
 	if *model == "" {
 		return fail(wire.ExitBadArgs, "order: --model is required (a model name, e.g. stories260K)")
+	}
+	if *hiveID != "" && !wire.ValidWorkerID(*hiveID) {
+		return fail(wire.ExitBadArgs, "order: --hive %q must be 1..%d characters of A-Z a-z 0-9 . _ -", *hiveID, wire.MaxWorkerIDLen)
 	}
 	c, err := queenclient.New(*queenURL, *token, queenclient.Options{})
 	if err != nil {

@@ -56,6 +56,7 @@ type Hive struct {
 	// queenChanged is closed (and replaced) when the Queen changes: the spawn-order
 	// poll waiting at the old Queen ends at once.
 	queenChanged chan struct{}
+	claimToken   string // this hive's token in spawn-order claims (see hive/orders.go)
 
 	subMu sync.Mutex
 	subs  map[chan Event]struct{}
@@ -117,9 +118,9 @@ func Open(opts Options) (*Hive, error) {
 		ctx:    ctx,
 		cancel: cancel,
 		procs:  map[string]*spawner.Process{}, stopping: map[string]bool{},
-		queenChanged: make(chan struct{}),
-		subs:         map[chan Event]struct{}{},
-		stats:        map[string]Stats{}, statsSubs: map[chan map[string]Stats]struct{}{},
+		queenChanged: make(chan struct{}), claimToken: newClaimToken(),
+		subs:  map[chan Event]struct{}{},
+		stats: map[string]Stats{}, statsSubs: map[chan map[string]Stats]struct{}{},
 	}
 	h.syncer = queensync.New(queensync.Config{
 		Registry: reg,

@@ -2,8 +2,12 @@ package hive
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/base64"
 	"errors"
+	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"time"
 
 	"github.com/beekeeper-hive/beekeeper/queenclient"
@@ -12,23 +16,40 @@ import (
 
 // Spawn orders (CONTRACT §4.7): with a Queen set and Options.ResolveModel given, the hive
 // long-polls the Queen for the pending orders it may take, takes those for models it has,
-// spawns each worker and reports it. Nothing is spawned twice for one order: the Queen
-// lets one hive take it, the worker's entry records the order (so a restarted hive finds
-// the worker it already started), and the worker's registration completes the order even
-// if the hive goes before it can report.
+// spawns each worker and reports it. One order never ends with two workers:
+//   - the Queen lets one claim win, and only the claim's token renews it, so two hives
+//     under one name (the app and `beekeeper hive` on one machine) cannot both hold it;
+//   - the worker's entry records the order, so a restarted hive reports the worker it
+//     already has; the worker's registration completes the order even if the hive goes
+//     before it can report;
+//   - a hive that loses the order while its worker loads (its lease ran out and another
+//     took it, or it was cancelled) abandons the start, and one that finds the order done
+//     by another worker when it reports stops its own.
 
 const (
-	orderPoll      = 25 * time.Second // how long one long-poll waits at the Queen
-	orderRenew     = 10 * time.Second // lease renewal while a worker loads (the Queen's lease is 30 s)
-	orderBackoff   = time.Second      // first retry after a failed poll, doubled up to orderBackoffMax
-	orderBackoffMx = 15 * time.Second
+	orderPoll       = 25 * time.Second // how long one long-poll waits at the Queen
+	orderRenewIdeal = 10 * time.Second // renewal when the Queen does not say its lease
+	orderBackoff    = time.Second      // first retry after a failed poll, doubled up to orderBackoffMax
+	orderBackoffMax = 15 * time.Second
 )
+
+// newClaimToken is the random token this hive claims orders with.
+func newClaimToken() string {
+	var b [16]byte
+	_, _ = crand.Read(b[:]) // crypto/rand.Read never fails (it panics first)
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
 
 // serveOrders runs until ctx ends; the hive's WaitGroup owns it.
 func (h *Hive) serveOrders(ctx context.Context) {
+	h.log.Info("taking the Queen's spawn orders for the models on this machine", "hive", h.opts.HiveID)
 	backoff := orderBackoff
-	var client *queenclient.Client
-	var clientFor string
+	var (
+		client    *queenclient.Client
+		clientFor string
+		since     uint64 // the Queen's order version last seen: wait for changes after it
+		lastErr   string
+	)
 	for ctx.Err() == nil {
 		url, token, changed := h.queenForOrders()
 		if url == "" {
@@ -42,14 +63,13 @@ func (h *Hive) serveOrders(ctx context.Context) {
 			c, err := queenclient.New(url, token, queenclient.Options{})
 			if err != nil {
 				h.log.Warn("spawn orders: bad Queen URL", "url", url, "err", err)
-				waitOrChange(ctx, changed, orderBackoffMx)
+				waitOrChange(ctx, changed, orderBackoffMax)
 				continue
 			}
-			client, clientFor = c, url+"\x00"+token
+			client, clientFor, since, lastErr = c, url+"\x00"+token, 0, ""
 		}
 		// A Queen change ends the poll at once: the next one goes to the new Queen.
 		pollCtx, cancel := context.WithCancel(ctx)
-		stop := context.AfterFunc(ctx, cancel)
 		go func() {
 			select {
 			case <-changed:
@@ -57,26 +77,32 @@ func (h *Hive) serveOrders(ctx context.Context) {
 			case <-pollCtx.Done():
 			}
 		}()
-		orders, err := client.SpawnOrders(pollCtx, wire.OrderPending, h.opts.HiveID, orderPoll)
+		list, err := client.WaitSpawnOrders(pollCtx, h.opts.HiveID, since, orderPoll)
+		cancel()
 		if err != nil {
-			cancel()
-			stop()
-			if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
-				h.log.Debug("spawn orders: poll failed", "queen", url, "err", err)
-				waitOrChange(ctx, changed, backoff+rand.N(backoff/2))
-				backoff = min(2*backoff, orderBackoffMx)
+			if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+				continue
 			}
+			// A refusal (a bad hive id, a wrong token) will not heal by itself: say it
+			// where people look, once. A Queen that is down is routine.
+			var apiErr *wire.APIError
+			if errors.As(err, &apiErr) && apiErr.Status < http.StatusInternalServerError && err.Error() != lastErr {
+				h.log.Warn("spawn orders: the Queen refuses this hive's poll", "queen", url, "hive", h.opts.HiveID, "err", err)
+			} else {
+				h.log.Debug("spawn orders: poll failed", "queen", url, "err", err)
+			}
+			lastErr = err.Error()
+			waitOrChange(ctx, changed, backoff+rand.N(backoff/2))
+			backoff = min(2*backoff, orderBackoffMax)
 			continue
 		}
-		backoff = orderBackoff
-		for _, o := range orders {
-			if pollCtx.Err() != nil {
+		backoff, lastErr, since = orderBackoff, "", list.Version
+		for _, o := range list.Orders {
+			if ctx.Err() != nil {
 				break
 			}
-			h.takeOrder(pollCtx, client, o)
+			h.takeOrder(ctx, client, o)
 		}
-		cancel()
-		stop()
 	}
 }
 
@@ -97,78 +123,142 @@ func waitOrChange(ctx context.Context, changed <-chan struct{}, d time.Duration)
 	}
 }
 
-// takeOrder serves one pending order, if this machine has its model.
+// takeOrder serves one pending order, if this machine has its model. ctx is the hive's:
+// a Queen change does not abandon a worker that is loading.
 func (h *Hive) takeOrder(ctx context.Context, c *queenclient.Client, o wire.SpawnOrder) {
 	path, ok := h.opts.ResolveModel(o.Model)
 	if !ok {
 		return // another hive may have it; the order waits for one
 	}
 	log := h.log.With("order", o.OrderID, "model", o.Model)
-	if _, err := c.ClaimSpawnOrder(ctx, o.OrderID, h.opts.HiveID); err != nil {
-		var apiErr *wire.APIError
-		if !errors.As(err, &apiErr) || (apiErr.Detail.Code != wire.CodeOrderTaken && apiErr.Detail.Code != wire.CodeOrderEnded) {
+	claim := wire.SpawnClaim{Hive: h.opts.HiveID, Token: h.claimToken}
+	taken, err := c.ClaimSpawnOrder(ctx, o.OrderID, claim)
+	if err != nil {
+		if !isOrderConflict(err) {
 			log.Warn("spawn order: claim failed", "err", err)
 		}
 		return // another hive was first, or it ended meanwhile
 	}
 	// Started for this order already (a claim before this hive restarted, whose lease
-	// ran out while it was down)? Then the worker is the answer.
+	// ran out while it was down)? Then that worker is the answer.
 	if e, ok := h.liveEntryForOrder(o.OrderID); ok {
-		h.reportOrder(ctx, c, o.OrderID, e.ID, "", log)
+		h.reportOrder(ctx, c, o.OrderID, wire.SpawnResult{WorkerID: e.ID}, log)
 		return
 	}
 	log.Info("spawn order taken", "path", path)
-	renewCtx, stopRenew := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { // renews the lease while the worker loads; ends with stopRenew
-		defer close(done)
-		t := time.NewTicker(orderRenew)
-		defer t.Stop()
-		for {
-			select {
-			case <-renewCtx.Done():
-				return
-			case <-t.C:
-				_, err := c.ClaimSpawnOrder(renewCtx, o.OrderID, h.opts.HiveID)
-				var apiErr *wire.APIError
-				switch {
-				case err == nil || renewCtx.Err() != nil:
-				case errors.As(err, &apiErr) && apiErr.Detail.Code == wire.CodeOrderEnded:
-					return // the worker registered: the order is done, nothing to renew
-				default:
-					log.Warn("spawn order: lease renewal failed", "err", err)
-				}
-			}
-		}
+	spawnCtx, abandon := context.WithCancel(ctx)
+	defer abandon()
+	renewed := make(chan struct{})
+	go func() { // renews the claim while the worker loads; ends when spawnCtx does
+		defer close(renewed)
+		h.renewOrder(spawnCtx, c, o.OrderID, claim, renewEvery(taken.LeaseMS), abandon, log)
 	}()
-	e, err := h.Spawn(ctx, SpawnRequest{
+	e, err := h.Spawn(spawnCtx, SpawnRequest{
 		ModelPath: path, WorkerType: o.WorkerType, CtxSize: o.CtxSize,
 		RegisterWithQueen: true, SpawnOrder: o.OrderID,
 	}, nil)
-	stopRenew()
-	<-done
-	if ctx.Err() != nil {
-		// Closing, or the Queen changed: leave the order taken. Its lease runs out and
-		// it goes back to pending, or the worker's registration completes it.
-		return
-	}
-	if err != nil {
+	lost := spawnCtx.Err() != nil && ctx.Err() == nil
+	abandon()
+	<-renewed
+	switch {
+	case ctx.Err() != nil:
+		// Closing: leave the order taken. The worker's registration completes it, or
+		// the lease runs out and it goes back to pending.
+	case lost && err == nil:
+		h.dropIfDuplicate(ctx, c, o.OrderID, e, log) // it came up as the order was lost
+	case lost:
+		log.Info("spawn order lost while the worker loaded: start abandoned")
+	case err != nil:
 		log.Warn("spawn order failed", "err", err)
-		h.reportOrder(ctx, c, o.OrderID, "", err.Error(), log)
-		return
+		h.reportOrder(ctx, c, o.OrderID, wire.SpawnResult{Error: err.Error()}, log)
+	default:
+		if h.reportOrder(ctx, c, o.OrderID, wire.SpawnResult{WorkerID: e.ID}, log) {
+			log.Info("spawn order done", "worker", e.ID)
+			return
+		}
+		h.dropIfDuplicate(ctx, c, o.OrderID, e, log)
 	}
-	log.Info("spawn order done", "worker", e.ID)
-	h.reportOrder(ctx, c, o.OrderID, e.ID, "", log)
 }
 
-func (h *Hive) reportOrder(ctx context.Context, c *queenclient.Client, id, workerID, errText string, log interface {
-	Warn(string, ...any)
-}) {
-	if _, err := c.ReportSpawnOrder(ctx, id, h.opts.HiveID, workerID, errText); err != nil {
-		// A worker's registration completes its order anyway; an unreported failure
+// renewEvery is a third of the Queen's lease (when it says), so two renewals may fail
+// before the claim runs out.
+func renewEvery(leaseMS int64) time.Duration {
+	if leaseMS <= 0 {
+		return orderRenewIdeal
+	}
+	return max(time.Duration(leaseMS)*time.Millisecond/3, 50*time.Millisecond)
+}
+
+// renewOrder renews the claim every interval until ctx ends. When the order is no longer
+// this hive's to serve (another hive took it after the lease ran out, it was cancelled,
+// or another worker completed it) it calls abandon.
+func (h *Hive) renewOrder(ctx context.Context, c *queenclient.Client, id string, claim wire.SpawnClaim,
+	every time.Duration, abandon func(), log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		_, err := c.ClaimSpawnOrder(ctx, id, claim)
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case isOrderConflict(err):
+			if h.orderServedByUs(ctx, c, id) {
+				return // our worker registered and completed it: nothing left to renew
+			}
+			abandon()
+			return
+		default:
+			log.Warn("spawn order: renewal failed", "err", err) // the Queen may be down; keep trying
+		}
+	}
+}
+
+// reportOrder tells the Queen the outcome; false when the Queen refused it (the order is
+// no longer this hive's).
+func (h *Hive) reportOrder(ctx context.Context, c *queenclient.Client, id string, res wire.SpawnResult, log *slog.Logger) bool {
+	res.Hive, res.Token = h.opts.HiveID, h.claimToken
+	_, err := c.ReportSpawnOrder(ctx, id, res)
+	if err == nil {
+		return true
+	}
+	if !isOrderConflict(err) {
+		// The worker's registration completes its order anyway; an unreported failure
 		// stays taken until the lease runs out, and then another hive may try.
 		log.Warn("spawn order: report failed", "err", err)
+		return true
 	}
+	return false
+}
+
+// dropIfDuplicate stops e, started for order id, when the order ended with another
+// worker or went to another hive while e loaded: one order, one worker.
+func (h *Hive) dropIfDuplicate(ctx context.Context, c *queenclient.Client, id string, e Entry, log *slog.Logger) {
+	if h.orderServedByUs(ctx, c, id) {
+		return
+	}
+	log.Warn("spawn order was served elsewhere while this worker loaded: stopping the duplicate", "worker", e.ID)
+	if err := h.Stop(ctx, e.ID); err != nil {
+		log.Warn("stop the duplicate worker", "worker", e.ID, "err", err)
+	}
+}
+
+// orderServedByUs reports whether order id is done by a live worker of this hive.
+func (h *Hive) orderServedByUs(ctx context.Context, c *queenclient.Client, id string) bool {
+	o, err := c.SpawnOrder(ctx, id)
+	if err != nil {
+		return true // cannot tell: never stop a worker on a guess
+	}
+	e, ok := h.liveEntryForOrder(id)
+	return o.State == wire.OrderDone && ok && o.WorkerID == e.ID
+}
+
+func isOrderConflict(err error) bool {
+	var apiErr *wire.APIError
+	return errors.As(err, &apiErr) && (apiErr.Detail.Code == wire.CodeOrderTaken || apiErr.Detail.Code == wire.CodeOrderEnded)
 }
 
 // liveEntryForOrder finds the live worker started for order id.

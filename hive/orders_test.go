@@ -3,8 +3,11 @@ package hive
 import (
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -185,7 +188,7 @@ func TestOrderCompletedByRegistrationWhenTheHiveVanishes(t *testing.T) {
 	// orders itself and never reports.
 	gone := openHive(t, t.TempDir(), q.URL())
 	t.Cleanup(func() { gone.Close(true) })
-	if _, err := c.ClaimSpawnOrder(context.Background(), o.OrderID, "hive-gone"); err != nil {
+	if _, err := c.ClaimSpawnOrder(context.Background(), o.OrderID, wire.SpawnClaim{Hive: "hive-gone"}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -213,7 +216,7 @@ func TestOrderLeaseRunsOutAndAnotherHiveServes(t *testing.T) {
 	lease := time.Second
 	q, c := startOrderQueen(t, lease)
 	o := order(t, c, "")
-	if _, err := c.ClaimSpawnOrder(context.Background(), o.OrderID, "hive-dead"); err != nil {
+	if _, err := c.ClaimSpawnOrder(context.Background(), o.OrderID, wire.SpawnClaim{Hive: "hive-dead"}); err != nil {
 		t.Fatal(err)
 	}
 	openOrderHive(t, q.URL(), "hive-alive", true)
@@ -221,4 +224,96 @@ func TestOrderLeaseRunsOutAndAnotherHiveServes(t *testing.T) {
 	if got.TakenBy != "hive-alive" {
 		t.Fatalf("order taken by %s, want hive-alive", got.TakenBy)
 	}
+}
+
+// A pending order for a model no hive has must not make the hives poll in a loop: the
+// long-poll waits for a change after what the hive has seen.
+func TestOrderNobodyCanServeDoesNotSpinTheHives(t *testing.T) {
+	q, c := startOrderQueen(t, 30*time.Second)
+	if _, err := c.OrderSpawn(context.Background(), wire.SpawnOrderRequest{Model: "no-such-model"}); err != nil {
+		t.Fatal(err)
+	}
+	var asked atomic.Int64
+	min, max := portRange(t)
+	h, err := Open(Options{
+		StateDir: t.TempDir(), PortMin: min, PortMax: max,
+		WorkerBinary: testenv.Binary(t), QueenURL: q.URL(), SyncInterval: time.Second,
+		HiveID:       "hive-x",
+		ResolveModel: func(string) (string, bool) { asked.Add(1); return "", false },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(true)
+	time.Sleep(time.Second)
+	if n := asked.Load(); n < 1 || n > 2 {
+		t.Fatalf("the hive looked at the unservable order %d times in 1 s, want once", n)
+	}
+	// A new order still wakes it at once.
+	before := asked.Load()
+	if _, err := c.OrderSpawn(context.Background(), wire.SpawnOrderRequest{Model: "another"}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the hive to look at the new order", 2*time.Second, func() bool { return asked.Load() > before })
+}
+
+// Two hives under one name (the app and `beekeeper hive` on one machine, or cloned
+// machines): their claim tokens differ, so one order still gets one worker.
+func TestOrderTwoHivesWithOneName(t *testing.T) {
+	q, c := startOrderQueen(t, 30*time.Second)
+	a := openOrderHive(t, q.URL(), "hive-same", true)
+	b := openOrderHive(t, q.URL(), "hive-same", true)
+	var orderIDs []string
+	for range 3 {
+		orderIDs = append(orderIDs, order(t, c, "").OrderID)
+	}
+	waitOrdersDone(t, c, orderIDs, 30*time.Second)
+	time.Sleep(500 * time.Millisecond) // a second start would show by now
+	if n := liveWorkers(a, b); n != 3 {
+		t.Fatalf("3 orders, %d live workers", n)
+	}
+}
+
+// A worker that loads for longer than the Queen's lease: the hive renews at a third of
+// the lease the Queen names, so no other hive takes the order meanwhile.
+func TestOrderLoadLongerThanTheLease(t *testing.T) {
+	slow := filepath.Join(t.TempDir(), "slow-beekeeper")
+	script := "#!/bin/sh\nsleep 1.5\nexec " + testenv.Binary(t) + " \"$@\"\n"
+	if err := os.WriteFile(slow, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	q, c := startOrderQueen(t, 500*time.Millisecond)
+	model := testenv.Model(t)
+	var hives []*Hive
+	for _, id := range []string{"hive-a", "hive-b"} {
+		min, max := portRange(t)
+		h, err := Open(Options{
+			StateDir: t.TempDir(), PortMin: min, PortMax: max,
+			WorkerBinary: slow, QueenURL: q.URL(), SyncInterval: time.Second, HiveID: id,
+			ResolveModel: func(name string) (string, bool) { return model, name == wire.ModelName(model) },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close(true) })
+		hives = append(hives, h)
+	}
+	o := order(t, c, "")
+	waitOrdersDone(t, c, []string{o.OrderID}, 30*time.Second)
+	time.Sleep(2 * time.Second) // a second start, had the lease lapsed, would be up by now
+	if n := liveWorkers(hives...); n != 1 {
+		t.Fatalf("one order, %d live workers", n)
+	}
+}
+
+func liveWorkers(hs ...*Hive) int {
+	n := 0
+	for _, h := range hs {
+		for _, e := range h.List() {
+			if e.State.Live() {
+				n++
+			}
+		}
+	}
+	return n
 }

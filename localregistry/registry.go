@@ -73,6 +73,7 @@ type Registry struct {
 	// the descriptor that was read or written so that it describes exactly that content.
 	seen        fs.FileInfo
 	seenMissing bool
+	pinned      *os.File // the file seen describes, held open (see)
 }
 
 // Open opens (creating if needed) the registry in dir. A corrupt file is moved aside as
@@ -133,6 +134,31 @@ func (r *Registry) Reload() error {
 		return nil
 	}
 	return r.Update(func(map[string]Entry) error { return nil })
+}
+
+// see records f, just read or written (nil: the file is missing), as the file last seen,
+// and keeps it open. An open file's inode is not handed to a new file, so a later file
+// reusing the inode number (filesystems do at once) is never taken for it. Caller holds mu.
+func (r *Registry) see(f *os.File) {
+	r.forgetSeen()
+	if f == nil {
+		r.seenMissing = true
+		return
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return
+	}
+	r.pinned, r.seen = f, info
+}
+
+// forgetSeen drops what see recorded: the next Reload reads the file. Caller holds mu.
+func (r *Registry) forgetSeen() {
+	if r.pinned != nil {
+		r.pinned.Close()
+	}
+	r.pinned, r.seen, r.seenMissing = nil, nil, false
 }
 
 // unchanged reports whether the file is the very one last read or written here: same
@@ -230,24 +256,22 @@ func (r *Registry) update(fn func(map[string]Entry) error) ([]Change, error) {
 // read loads the file; a missing file is empty, a corrupt one is moved aside.
 func (r *Registry) read() (map[string]Entry, error) {
 	out := map[string]Entry{}
-	r.seen, r.seenMissing = nil, false
 	f0, err := os.Open(r.path)
 	if errors.Is(err, fs.ErrNotExist) {
-		r.seenMissing = true
+		r.see(nil)
 		return out, nil
 	}
 	if err != nil {
+		r.forgetSeen()
 		return nil, fmt.Errorf("read registry: %w", err)
 	}
 	b, err := io.ReadAll(f0)
-	if err == nil {
-		r.seen, err = f0.Stat()
-	}
-	f0.Close()
 	if err != nil {
-		r.seen = nil
+		f0.Close()
+		r.forgetSeen()
 		return nil, fmt.Errorf("read registry: %w", err)
 	}
+	r.see(f0)
 	var f file
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&f); err != nil || f.Schema == 0 {
@@ -303,17 +327,12 @@ func (r *Registry) write(m map[string]Entry) error {
 		tmp.Close()
 		return fmt.Errorf("sync registry: %w", err)
 	}
-	written, statErr := tmp.Stat()
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write registry: %w", err)
-	}
 	if err := os.Rename(tmp.Name(), r.path); err != nil {
+		tmp.Close()
+		r.forgetSeen()
 		return fmt.Errorf("replace registry: %w", err)
 	}
-	r.seen, r.seenMissing = nil, false
-	if statErr == nil {
-		r.seen = written // the rename keeps inode, size and mtime
-	}
+	r.see(tmp) // the rename keeps inode, size and mtime
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync() // make the rename durable; best effort where folders cannot sync
 		d.Close()

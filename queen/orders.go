@@ -31,6 +31,8 @@ const (
 	maxCtxSize = 1 << 20
 	// maxOrderIDLen bounds the order ids the Queen accepts (its own are 22 characters).
 	maxOrderIDLen = wire.MaxWorkerIDLen
+	// maxClaimToken bounds a claim's token (hives send 22 characters).
+	maxClaimToken = 128
 	// maxOrderError bounds the error text a hive reports; longer text is cut.
 	maxOrderError = 2048
 	// cancelledError is the Error of a cancelled order (state failed).
@@ -54,6 +56,7 @@ type orderRec struct {
 	o          wire.SpawnOrder
 	seq        uint64    // creation order, for a stable listing
 	leaseUntil time.Time // taken: the hive must renew its claim before this
+	token      string    // taken: the claim's token; only it renews (two hives may share a name)
 	endedAt    time.Time // done or failed: retention counts from here
 	cancelled  bool      // failed because someone cancelled it
 }
@@ -76,6 +79,7 @@ type orderBook struct {
 	orders  map[string]*orderRec
 	open    int // orders not ended
 	seq     uint64
+	version uint64 // bumped by every change; a long-poll with since=V waits for a later one
 	changed chan struct{}
 }
 
@@ -106,6 +110,7 @@ func validOrderID(id string) bool {
 
 // broadcast wakes every long-poll. Caller holds b.mu.
 func (b *orderBook) broadcast() {
+	b.version++
 	close(b.changed)
 	b.changed = make(chan struct{})
 }
@@ -123,6 +128,9 @@ func errOrderEnded(o wire.SpawnOrder) error {
 
 func errOrderTaken(o wire.SpawnOrder, hive string) error {
 	switch {
+	case o.State == wire.OrderTaken && o.TakenBy == hive:
+		return wire.NewError(http.StatusConflict, wire.CodeOrderTaken,
+			"spawn order %q is taken by another hive named %q (two hives share the name: give each its own id)", o.OrderID, hive)
 	case o.State == wire.OrderTaken:
 		return wire.NewError(http.StatusConflict, wire.CodeOrderTaken, "spawn order %q is taken by hive %q", o.OrderID, o.TakenBy)
 	case o.Hive != "" && o.Hive != hive:
@@ -214,6 +222,11 @@ func (b *orderBook) get(id string) (wire.SpawnOrder, bool) {
 type orderFilter struct {
 	state wire.SpawnOrderState
 	hive  string
+	// since, when set, makes a long-poll wait for a change after that book version
+	// rather than for a matching order: a hive that declined the pending orders (it
+	// lacks their model) waits for something new instead of being answered at once.
+	since    uint64
+	hasSince bool
 }
 
 func (f orderFilter) match(o wire.SpawnOrder) bool {
@@ -226,9 +239,9 @@ func (f orderFilter) match(o wire.SpawnOrder) bool {
 	return true
 }
 
-// list returns the matching orders in creation order, and the channel that is closed on
-// the book's next change.
-func (b *orderBook) list(f orderFilter) ([]wire.SpawnOrder, <-chan struct{}) {
+// list returns the matching orders in creation order, the book's version, and the
+// channel that is closed on the book's next change.
+func (b *orderBook) list(f orderFilter) ([]wire.SpawnOrder, uint64, <-chan struct{}) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	recs := make([]*orderRec, 0, 16)
@@ -250,15 +263,22 @@ func (b *orderBook) list(f orderFilter) ([]wire.SpawnOrder, <-chan struct{}) {
 	for i, rec := range recs {
 		out[i] = rec.o
 	}
-	return out, b.changed
+	return out, b.version, b.changed
 }
 
-// wait answers a long-poll: the matching orders as soon as there are any, else nothing
-// once d passes, ctx ends or the Queen stops.
-func (b *orderBook) wait(ctx, queen context.Context, f orderFilter, d time.Duration) []wire.SpawnOrder {
-	out, changed := b.list(f)
-	if len(out) > 0 || d <= 0 {
-		return out
+// wait answers a long-poll. Without since: the matching orders as soon as there are any.
+// With since: the matching orders once the book has changed after that version. Either
+// way, what there is once d passes, ctx ends or the Queen stops.
+func (b *orderBook) wait(ctx, queen context.Context, f orderFilter, d time.Duration) ([]wire.SpawnOrder, uint64) {
+	ready := func(out []wire.SpawnOrder, version uint64) bool {
+		if f.hasSince {
+			return version > f.since
+		}
+		return len(out) > 0
+	}
+	out, version, changed := b.list(f)
+	if ready(out, version) || d <= 0 {
+		return out, version
 	}
 	b.waiting.Add(1)
 	defer b.waiting.Add(-1)
@@ -268,14 +288,14 @@ func (b *orderBook) wait(ctx, queen context.Context, f orderFilter, d time.Durat
 		select {
 		case <-changed:
 		case <-timer.C:
-			return out
+			return out, version
 		case <-ctx.Done():
-			return out
+			return out, version
 		case <-queen.Done():
-			return out
+			return out, version
 		}
-		if out, changed = b.list(f); len(out) > 0 {
-			return out
+		if out, version, changed = b.list(f); ready(out, version) {
+			return out, version
 		}
 	}
 }
@@ -316,8 +336,9 @@ func (b *orderBook) end(rec *orderRec, state wire.SpawnOrderState, workerID, err
 	b.broadcast()
 }
 
-// claim gives a pending order to hive, or renews the lease of the hive holding it.
-func (b *orderBook) claim(id, hive string) (wire.SpawnOrder, error) {
+// claim gives a pending order to the hive claiming it, or renews the lease of the hive
+// holding it (same name and token). The answer carries the lease's length.
+func (b *orderBook) claim(id string, c wire.SpawnClaim) (wire.SpawnOrder, error) {
 	now := b.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -327,19 +348,25 @@ func (b *orderBook) claim(id, hive string) (wire.SpawnOrder, error) {
 		return wire.SpawnOrder{}, errUnknownOrder(id)
 	case rec.o.Ended():
 		return wire.SpawnOrder{}, errOrderEnded(rec.o)
-	case rec.o.State == wire.OrderTaken && rec.o.TakenBy == hive:
+	case rec.o.State == wire.OrderTaken && rec.o.TakenBy == c.Hive && rec.token == c.Token:
 		rec.leaseUntil = now.Add(b.lease) // a renewal: not a change anyone waits for
-		return rec.o, nil
-	case rec.o.State == wire.OrderTaken, rec.o.Hive != "" && rec.o.Hive != hive:
-		return wire.SpawnOrder{}, errOrderTaken(rec.o, hive)
+		return b.withLease(rec.o), nil
+	case rec.o.State == wire.OrderTaken, rec.o.Hive != "" && rec.o.Hive != c.Hive:
+		return wire.SpawnOrder{}, errOrderTaken(rec.o, c.Hive)
 	}
 	rec.o.State = wire.OrderTaken
-	rec.o.TakenBy = hive
+	rec.o.TakenBy = c.Hive
 	rec.o.UpdatedAt = now
 	rec.leaseUntil = now.Add(b.lease)
+	rec.token = c.Token
 	b.count(resultTaken)
 	b.broadcast()
-	return rec.o, nil
+	return b.withLease(rec.o), nil
+}
+
+func (b *orderBook) withLease(o wire.SpawnOrder) wire.SpawnOrder {
+	o.LeaseMS = b.lease.Milliseconds()
+	return o
 }
 
 // result records a hive's outcome: res.WorkerID → done, res.Error → failed. Only the
@@ -362,7 +389,7 @@ func (b *orderBook) result(id string, res wire.SpawnResult) (wire.SpawnOrder, er
 		}
 		return wire.SpawnOrder{}, errOrderEnded(o)
 	}
-	held := o.State == wire.OrderTaken && o.TakenBy == res.Hive
+	held := o.State == wire.OrderTaken && o.TakenBy == res.Hive && rec.token == res.Token
 	lapsed := o.State == wire.OrderPending && res.WorkerID != "" && (o.Hive == "" || o.Hive == res.Hive)
 	if !held && !lapsed {
 		return wire.SpawnOrder{}, errOrderTaken(o, res.Hive)
@@ -469,7 +496,7 @@ func decodeOrderRequest(body []byte) (wire.SpawnOrderRequest, error) {
 func validateHive(field, hive string) error {
 	switch {
 	case hive == "":
-		return invalidField(field, "is required (the hive's spawned_by, e.g. %q)", wire.SpawnedByGUI)
+		return invalidField(field, "is required (the hive's id, e.g. %q)", "hive-myhost")
 	case len(hive) > maxSpawnedBy || !tokenPattern.MatchString(hive):
 		return invalidField(field, "must be 1..%d characters of [A-Za-z0-9._-]", maxSpawnedBy)
 	}
@@ -481,6 +508,9 @@ func decodeClaim(body []byte) (wire.SpawnClaim, error) {
 	if err := decodeStrict(body, &c, claimFields); err != nil {
 		return c, err
 	}
+	if len(c.Token) > maxClaimToken {
+		return c, invalidField("claim_token", "is longer than %d characters", maxClaimToken)
+	}
 	return c, validateHive("hive", c.Hive)
 }
 
@@ -491,6 +521,9 @@ func decodeResult(body []byte) (wire.SpawnResult, error) {
 	}
 	if err := validateHive("hive", res.Hive); err != nil {
 		return res, err
+	}
+	if len(res.Token) > maxClaimToken {
+		return res, invalidField("claim_token", "is longer than %d characters", maxClaimToken)
 	}
 	switch {
 	case res.WorkerID == "" && res.Error == "":
@@ -549,6 +582,13 @@ func parseOrderQuery(r *http.Request) (orderFilter, time.Duration, error) {
 		}
 		wait = min(d, maxOrderWait)
 	}
+	if raw := q.Get("since"); raw != "" {
+		v, err := strconv.ParseUint(raw, 10, 64)
+		if err != nil {
+			return f, 0, invalidField("since", "%q is not a version from an earlier answer", raw)
+		}
+		f.since, f.hasSince = v, true
+	}
 	return f, wait, nil
 }
 
@@ -576,11 +616,11 @@ func (q *Queen) handleOrders(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	orders := q.orders.wait(r.Context(), q.base, f, wait)
+	orders, version := q.orders.wait(r.Context(), q.base, f, wait)
 	if r.Context().Err() != nil {
 		return nil // the client left: nobody to answer
 	}
-	wire.WriteJSON(w, http.StatusOK, wire.SpawnOrderList{Orders: orders})
+	wire.WriteJSON(w, http.StatusOK, wire.SpawnOrderList{Orders: orders, Version: version})
 	return nil
 }
 
@@ -604,9 +644,7 @@ func (q *Queen) handleOrderCancel(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (q *Queen) handleOrderClaim(w http.ResponseWriter, r *http.Request) error {
-	return answerOrder(w, r, decodeClaim, func(id string, c wire.SpawnClaim) (wire.SpawnOrder, error) {
-		return q.orders.claim(id, c.Hive)
-	})
+	return answerOrder(w, r, decodeClaim, q.orders.claim)
 }
 
 func (q *Queen) handleOrderResult(w http.ResponseWriter, r *http.Request) error {

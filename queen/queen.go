@@ -180,10 +180,12 @@ func (q *Queen) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	q.mu.Unlock()
 
+	fresh := newFreshConns()
 	srv := &http.Server{
 		Handler:           q.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(q.log.Handler(), slog.LevelDebug),
+		ConnState:         fresh.track,
 	}
 	sweepDone := make(chan struct{})
 	go func() {
@@ -203,6 +205,13 @@ func (q *Queen) Serve(ctx context.Context, ln net.Listener) error {
 	q.reg.close()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	go func() {
+		// Shutdown counts a connection that has not sent its first request as busy
+		// for 5 s (clients dial spare connections), so it would hold the stop that long.
+		// Such a connection carries no request: close it at once.
+		time.Sleep(50 * time.Millisecond) // Shutdown has closed the listener by then
+		fresh.closeAll()
+	}()
 	if shutErr := srv.Shutdown(shutCtx); shutErr != nil {
 		_ = srv.Close()
 	}
@@ -269,5 +278,32 @@ func (q *Queen) sweepLoop(ctx context.Context) {
 			q.reg.sweep()
 			q.orders.sweep()
 		}
+	}
+}
+
+// freshConns tracks the server's connections that have not yet sent a request.
+type freshConns struct {
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+func newFreshConns() *freshConns { return &freshConns{conns: map[net.Conn]struct{}{}} }
+
+func (f *freshConns) track(c net.Conn, state http.ConnState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if state == http.StateNew {
+		f.conns[c] = struct{}{}
+	} else {
+		delete(f.conns, c)
+	}
+}
+
+func (f *freshConns) closeAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for c := range f.conns {
+		c.Close()
+		delete(f.conns, c)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/beekeeper-hive/beekeeper/wire"
@@ -76,6 +77,22 @@ func (c *Client) SpawnOrders(ctx context.Context, state wire.SpawnOrderState, hi
 	return out.Orders, err
 }
 
+// WaitSpawnOrders is a hive's long-poll: the pending orders hive may take, once the
+// Queen's orders have changed after version since (or wait passes), and the version to
+// pass next time. A hive that declines what it got (it lacks the model) is therefore
+// not answered again until something changes.
+func (c *Client) WaitSpawnOrders(ctx context.Context, hive string, since uint64, wait time.Duration) (wire.SpawnOrderList, error) {
+	q := url.Values{}
+	q.Set("hive", hive)
+	q.Set("since", strconv.FormatUint(since, 10))
+	q.Set("wait", wait.String())
+	ctx, cancel := context.WithTimeout(ctx, wait+longPollSlack)
+	defer cancel()
+	var out wire.SpawnOrderList
+	err := c.longGet(ctx, wire.PathSpawnOrders+"?"+q.Encode(), &out)
+	return out, err
+}
+
 // longGet is one GET that may take long: it goes through the client without an overall
 // timeout (the stream client), bound by ctx alone, with no retries.
 func (c *Client) longGet(ctx context.Context, path string, out any) error {
@@ -112,17 +129,16 @@ func (c *Client) longGet(ctx context.Context, path string, out any) error {
 }
 
 // ClaimSpawnOrder takes (or renews) an order for hive.
-func (c *Client) ClaimSpawnOrder(ctx context.Context, id, hive string) (wire.SpawnOrder, error) {
+func (c *Client) ClaimSpawnOrder(ctx context.Context, id string, claim wire.SpawnClaim) (wire.SpawnOrder, error) {
 	var out wire.SpawnOrder
-	err := c.do(ctx, http.MethodPost, orderPath(id)+"/claim", wire.SpawnClaim{Hive: hive}, &out)
+	err := c.do(ctx, http.MethodPost, orderPath(id)+"/claim", claim, &out)
 	return out, err
 }
 
-// ReportSpawnOrder reports the outcome: workerID when it runs, else errText.
-func (c *Client) ReportSpawnOrder(ctx context.Context, id, hive, workerID, errText string) (wire.SpawnOrder, error) {
-	res := wire.SpawnResult{Hive: hive, WorkerID: workerID}
-	if workerID == "" {
-		res.Error = errText
+// ReportSpawnOrder reports the outcome: res.WorkerID when it runs, else res.Error.
+func (c *Client) ReportSpawnOrder(ctx context.Context, id string, res wire.SpawnResult) (wire.SpawnOrder, error) {
+	if res.WorkerID != "" {
+		res.Error = ""
 	}
 	var out wire.SpawnOrder
 	err := c.do(ctx, http.MethodPost, orderPath(id)+"/result", res, &out)

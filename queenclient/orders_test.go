@@ -76,38 +76,38 @@ func TestSpawnOrderMethods(t *testing.T) {
 	}
 
 	// Claim: the first hive wins, renews; the other gets order_taken.
-	if got, err := c.ClaimSpawnOrder(ctx, o.OrderID, "hive-a"); err != nil || got.State != wire.OrderTaken || got.TakenBy != "hive-a" {
+	if got, err := c.ClaimSpawnOrder(ctx, o.OrderID, wire.SpawnClaim{Hive: "hive-a"}); err != nil || got.State != wire.OrderTaken || got.TakenBy != "hive-a" {
 		t.Fatalf("claim: %+v %v", got, err)
 	}
-	if _, err := c.ClaimSpawnOrder(ctx, o.OrderID, "hive-a"); err != nil {
+	if _, err := c.ClaimSpawnOrder(ctx, o.OrderID, wire.SpawnClaim{Hive: "hive-a"}); err != nil {
 		t.Fatalf("renewal: %v", err)
 	}
-	_, err = c.ClaimSpawnOrder(ctx, o.OrderID, "hive-b")
+	_, err = c.ClaimSpawnOrder(ctx, o.OrderID, wire.SpawnClaim{Hive: "hive-b"})
 	wantCode(t, err, http.StatusConflict, wire.CodeOrderTaken, "claim of a taken order")
-	_, err = c.ClaimSpawnOrder(ctx, targeted.OrderID, "hive-a")
+	_, err = c.ClaimSpawnOrder(ctx, targeted.OrderID, wire.SpawnClaim{Hive: "hive-a"})
 	wantCode(t, err, http.StatusConflict, wire.CodeOrderTaken, "claim of another hive's order")
 	err = c.CancelSpawnOrder(ctx, o.OrderID)
 	wantCode(t, err, http.StatusConflict, wire.CodeOrderTaken, "cancel of a taken order")
-	_, err = c.ReportSpawnOrder(ctx, o.OrderID, "hive-b", "worker-llm-8080", "")
+	_, err = c.ReportSpawnOrder(ctx, o.OrderID, wire.SpawnResult{Hive: "hive-b", WorkerID: "worker-llm-8080", Error: ""})
 	wantCode(t, err, http.StatusConflict, wire.CodeOrderTaken, "report by a hive that does not hold it")
 
 	// Report: done, again (idempotent), then order_ended for anything else.
 	for range 2 {
-		got, err := c.ReportSpawnOrder(ctx, o.OrderID, "hive-a", "worker-llm-8080", "ignored")
+		got, err := c.ReportSpawnOrder(ctx, o.OrderID, wire.SpawnResult{Hive: "hive-a", WorkerID: "worker-llm-8080", Error: "ignored"})
 		if err != nil || got.State != wire.OrderDone || got.WorkerID != "worker-llm-8080" || got.Error != "" {
 			t.Fatalf("report: %+v %v", got, err)
 		}
 	}
-	_, err = c.ClaimSpawnOrder(ctx, o.OrderID, "hive-a")
+	_, err = c.ClaimSpawnOrder(ctx, o.OrderID, wire.SpawnClaim{Hive: "hive-a"})
 	wantCode(t, err, http.StatusConflict, wire.CodeOrderEnded, "claim of a done order")
-	_, err = c.ReportSpawnOrder(ctx, o.OrderID, "hive-a", "", "too late")
+	_, err = c.ReportSpawnOrder(ctx, o.OrderID, wire.SpawnResult{Hive: "hive-a", WorkerID: "", Error: "too late"})
 	wantCode(t, err, http.StatusConflict, wire.CodeOrderEnded, "failure for a done order")
 
 	// A failure report.
-	if _, err := c.ClaimSpawnOrder(ctx, targeted.OrderID, "hive-b"); err != nil {
+	if _, err := c.ClaimSpawnOrder(ctx, targeted.OrderID, wire.SpawnClaim{Hive: "hive-b"}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := c.ReportSpawnOrder(ctx, targeted.OrderID, "hive-b", "", "model file missing"); err != nil || got.State != wire.OrderFailed || got.Error != "model file missing" {
+	if got, err := c.ReportSpawnOrder(ctx, targeted.OrderID, wire.SpawnResult{Hive: "hive-b", WorkerID: "", Error: "model file missing"}); err != nil || got.State != wire.OrderFailed || got.Error != "model file missing" {
 		t.Fatalf("failure report: %+v %v", got, err)
 	}
 	failed, err := c.SpawnOrders(ctx, wire.OrderFailed, "", 0)
@@ -214,5 +214,46 @@ func TestOrderSpawnIsIdempotentByID(t *testing.T) {
 	var apiErr *wire.APIError
 	if !errors.As(err, &apiErr) || apiErr.Detail.Code != wire.CodeOrderConflict {
 		t.Fatalf("same id, other order: %v, want %s", err, wire.CodeOrderConflict)
+	}
+}
+
+// Two hives under one name hold apart by their claim tokens; the lease comes with the
+// claim; a poll with since waits for a change.
+func TestClaimTokensAndPollSince(t *testing.T) {
+	c := newQueen(t, "")
+	ctx := context.Background()
+	o, err := c.OrderSpawn(ctx, wire.SpawnOrderRequest{Model: "stories260K"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.ClaimSpawnOrder(ctx, o.OrderID, wire.SpawnClaim{Hive: "hive-same", Token: "one"})
+	if err != nil || got.LeaseMS <= 0 {
+		t.Fatalf("claim: %+v, %v; want a lease", got, err)
+	}
+	_, err = c.ClaimSpawnOrder(ctx, o.OrderID, wire.SpawnClaim{Hive: "hive-same", Token: "two"})
+	wantCode(t, err, http.StatusConflict, wire.CodeOrderTaken, "a claim under the same name with another token")
+	_, err = c.ReportSpawnOrder(ctx, o.OrderID, wire.SpawnResult{Hive: "hive-same", Token: "two", Error: "nope"})
+	wantCode(t, err, http.StatusConflict, wire.CodeOrderTaken, "a report under the same name with another token")
+	if _, err := c.ClaimSpawnOrder(ctx, o.OrderID, wire.SpawnClaim{Hive: "hive-same", Token: "one"}); err != nil {
+		t.Fatalf("the holder's renewal: %v", err)
+	}
+
+	list, err := c.WaitSpawnOrders(ctx, "hive-other", 0, time.Second)
+	if err != nil || list.Version == 0 {
+		t.Fatalf("first poll: %+v, %v", list, err)
+	}
+	start := time.Now()
+	again, err := c.WaitSpawnOrders(ctx, "hive-other", list.Version, 300*time.Millisecond)
+	if err != nil || time.Since(start) < 250*time.Millisecond || again.Version != list.Version {
+		t.Fatalf("a poll since the current version answered after %v with %+v, %v; want it to wait", time.Since(start), again, err)
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		_, _ = c.OrderSpawn(ctx, wire.SpawnOrderRequest{Model: "other"})
+	}()
+	start = time.Now()
+	woke, err := c.WaitSpawnOrders(ctx, "hive-other", list.Version, 5*time.Second)
+	if err != nil || woke.Version <= list.Version || len(woke.Orders) != 1 || time.Since(start) > 2*time.Second {
+		t.Fatalf("a new order woke the poll after %v with %+v, %v", time.Since(start), woke, err)
 	}
 }

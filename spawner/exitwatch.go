@@ -4,7 +4,9 @@ import "sync"
 
 // ExitWatch tells when one process has exited (see WatchExit).
 type ExitWatch struct {
-	// Exited is closed when the process has exited. It is never closed after Close.
+	// Exited is closed when the process may have exited: it has, or the watch failed
+	// and can no longer tell (then check Alive, as without a watch). After Close it is
+	// never closed.
 	Exited <-chan struct{}
 
 	closeFn   func()

@@ -5,6 +5,7 @@ package spawner
 import (
 	"errors"
 	"os"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,16 +34,19 @@ func WatchExit(pid int, createTime int64) (w *ExitWatch, ok bool) {
 		return nil, false
 	}
 	exited := make(chan struct{})
-	w = &ExitWatch{Exited: exited, closeFn: func() { f.Close() }}
+	var closing atomic.Bool
+	w = &ExitWatch{Exited: exited, closeFn: func() { closing.Store(true); f.Close() }}
 	go func() {
 		// Read waits for the pidfd to be readable, which it becomes when the process
-		// ends; it fails instead when Close closes the file.
+		// ends; it fails instead when Close closes the file. Any other failure means
+		// the watch can no longer tell: report "may have exited", so the owner checks
+		// (and keeps checking) Alive, as it would without a pidfd.
 		err := rc.Read(func(fd uintptr) bool {
 			ready := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 			n, err := unix.Poll(ready, 0)
 			return err == nil && n > 0
 		})
-		if err == nil {
+		if err == nil || !closing.Load() {
 			close(exited)
 		}
 	}()

@@ -8,9 +8,10 @@ import "time"
 // behind NAT or a firewall can serve them.
 //
 //	POST /v1/spawn-orders                    {model, worker_type?, hive?, ctx_size?} → 202 SpawnOrder
-//	GET  /v1/spawn-orders[?state=S][&hive=H][&wait=25s]
-//	                                         → {"orders": [...]}; with hive=H, the pending
-//	                                           orders H may take; wait long-polls for one
+//	GET  /v1/spawn-orders[?state=S][&hive=H][&wait=25s][&since=V]
+//	                                         → {"orders": [...], "version": V}; with hive=H,
+//	                                           the pending orders H may take; wait long-polls
+//	                                           for one, or with since for any change after V
 //	GET  /v1/spawn-orders/{id}               → SpawnOrder
 //	DELETE /v1/spawn-orders/{id}             → cancels a pending order (409 once taken)
 //	POST /v1/spawn-orders/{id}/claim         {hive} → 200 SpawnOrder (taken, or lease renewed
@@ -41,7 +42,7 @@ type SpawnOrderRequest struct {
 	OrderID    string `json:"order_id,omitempty"`
 	Model      string `json:"model"`                 // the name workers serve it under (ModelName)
 	WorkerType string `json:"worker_type,omitempty"` // default DefaultWorkerType
-	Hive       string `json:"hive,omitempty"`        // only this hive (its spawned_by) may take it; "" = any
+	Hive       string `json:"hive,omitempty"`        // only this hive may take it (its id: hive-<hostname> unless set); "" = any
 	CtxSize    int    `json:"ctx_size,omitempty"`    // 0 = the worker's default
 }
 
@@ -58,6 +59,9 @@ type SpawnOrder struct {
 	Error      string          `json:"error,omitempty"`     // failed: why, for people
 	CreatedAt  time.Time       `json:"created_at"`
 	UpdatedAt  time.Time       `json:"updated_at"`
+	// LeaseMS, in a claim's answer, is how long the claim holds unless renewed: the
+	// holder renews well within it.
+	LeaseMS int64 `json:"lease_ms,omitempty"`
 }
 
 // Ended reports whether the order is done or failed.
@@ -66,17 +70,26 @@ func (o SpawnOrder) Ended() bool { return o.State == OrderDone || o.State == Ord
 // SpawnOrderList answers GET /v1/spawn-orders.
 type SpawnOrderList struct {
 	Orders []SpawnOrder `json:"orders"`
+	// Version counts the Queen's order changes. A hive passes it back as since=V: its
+	// next long-poll then waits for a change after this answer instead of being answered
+	// at once with the pending orders it just declined (it lacks their model).
+	Version uint64 `json:"version"`
 }
 
 // SpawnClaim is the body of POST /v1/spawn-orders/{id}/claim.
 type SpawnClaim struct {
 	Hive string `json:"hive"`
+	// Token tells apart two hives under one name (the app and `beekeeper hive` on one
+	// machine, or cloned machines): a claim renews only the holder's own lease. Each
+	// hive picks a random one when it opens.
+	Token string `json:"claim_token,omitempty"`
 }
 
 // SpawnResult is the body of POST /v1/spawn-orders/{id}/result: WorkerID when the worker
 // runs, Error when the hive could not start it.
 type SpawnResult struct {
 	Hive     string `json:"hive"`
+	Token    string `json:"claim_token,omitempty"` // the claim's token
 	WorkerID string `json:"worker_id,omitempty"`
 	Error    string `json:"error,omitempty"`
 }
