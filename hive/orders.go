@@ -42,7 +42,6 @@ func newClaimToken() string {
 
 // serveOrders runs until ctx ends; the hive's WaitGroup owns it.
 func (h *Hive) serveOrders(ctx context.Context) {
-	h.log.Info("taking the Queen's spawn orders for the models on this machine", "hive", h.opts.HiveID)
 	backoff := orderBackoff
 	var (
 		client    *queenclient.Client
@@ -67,6 +66,7 @@ func (h *Hive) serveOrders(ctx context.Context) {
 				continue
 			}
 			client, clientFor, since, lastErr = c, url+"\x00"+token, 0, ""
+			h.log.Info("taking the Queen's spawn orders for the models on this machine", "queen", url, "hive", h.opts.HiveID)
 		}
 		// A Queen change ends the poll at once: the next one goes to the new Queen.
 		pollCtx, cancel := context.WithCancel(ctx)
