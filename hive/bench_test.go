@@ -108,3 +108,26 @@ func waitQueenViewOff(b *testing.B, url, id string) {
 	}
 	b.Fatalf("%s still listed at %s", id, url)
 }
+
+// BenchmarkOrderToOnline: a spawn order posted at the Queen (CONTRACT §4.7) until the
+// hive that took it has its worker online there; the hive long-polls, so this is the
+// whole path: poll wake-up, claim, spawn, registration, report.
+func BenchmarkOrderToOnline(b *testing.B) {
+	q, c := startOrderQueen(b, 30*time.Second)
+	h := openOrderHive(b, q.URL(), "hive-bench", true)
+	var took []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		o := order(b, c, "")
+		done := waitOrdersDone(b, c, []string{o.OrderID}, 30*time.Second)[0]
+		waitQueenView(b, q.URL(), []string{done.WorkerID}, 5*time.Second)
+		took = append(took, time.Since(start))
+		b.StopTimer()
+		if err := h.Stop(context.Background(), done.WorkerID); err != nil {
+			b.Fatal(err)
+		}
+		waitQueenViewOff(b, q.URL(), done.WorkerID)
+		b.StartTimer()
+	}
+	b.ReportMetric(median(took), "median-ms")
+}

@@ -19,7 +19,7 @@ import (
 
 // startOrderQueen is a real mini Queen with a short order lease, so a test can watch an
 // abandoned order come back.
-func startOrderQueen(t *testing.T, lease time.Duration) (*testQueen, *queenclient.Client) {
+func startOrderQueen(t testing.TB, lease time.Duration) (*testQueen, *queenclient.Client) {
 	t.Helper()
 	qn, err := queen.New(queen.Config{HeartbeatInterval: testHeartbeat, OrderLease: lease})
 	if err != nil {
@@ -43,7 +43,7 @@ func startOrderQueen(t *testing.T, lease time.Duration) (*testQueen, *queenclien
 
 // openOrderHive is a hive named id that serves spawn orders; has says whether it has the
 // test model.
-func openOrderHive(t *testing.T, queenURL, id string, has bool) *Hive {
+func openOrderHive(t testing.TB, queenURL, id string, has bool) *Hive {
 	t.Helper()
 	min, max := portRange(t)
 	model := testenv.Model(t)
@@ -62,7 +62,7 @@ func openOrderHive(t *testing.T, queenURL, id string, has bool) *Hive {
 	return h
 }
 
-func order(t *testing.T, c *queenclient.Client, hive string) wire.SpawnOrder {
+func order(t testing.TB, c *queenclient.Client, hive string) wire.SpawnOrder {
 	t.Helper()
 	o, err := c.OrderSpawn(context.Background(), wire.SpawnOrderRequest{Model: wire.ModelName(testenv.Model(t)), Hive: hive})
 	if err != nil {
@@ -72,7 +72,7 @@ func order(t *testing.T, c *queenclient.Client, hive string) wire.SpawnOrder {
 }
 
 // waitOrdersDone waits until every order is done and returns them.
-func waitOrdersDone(t *testing.T, c *queenclient.Client, ids []string, within time.Duration) []wire.SpawnOrder {
+func waitOrdersDone(t testing.TB, c *queenclient.Client, ids []string, within time.Duration) []wire.SpawnOrder {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
