@@ -22,15 +22,19 @@ import (
 //   - the worker's entry records the order, so a restarted hive reports the worker it
 //     already has; the worker's registration completes the order even if the hive goes
 //     before it can report;
-//   - a hive that loses the order while its worker loads (its lease ran out and another
-//     took it, or it was cancelled) abandons the start, and one that finds the order done
-//     by another worker when it reports stops its own.
+//   - a hive whose order ends with another worker while its own loads abandons the start;
+//     one whose report is refused waits for the order's end and stops its worker only
+//     if the order ended with another one. Reports are retried while the Queen is
+//     unreachable, so a network cut cannot hide a duplicate.
 
 const (
 	orderPoll       = 25 * time.Second // how long one long-poll waits at the Queen
 	orderRenewIdeal = 10 * time.Second // renewal when the Queen does not say its lease
 	orderBackoff    = time.Second      // first retry after a failed poll, doubled up to orderBackoffMax
 	orderBackoffMax = 15 * time.Second
+	// A report is retried sooner: until it lands, a duplicate may run unnoticed.
+	orderReportRetry    = 250 * time.Millisecond
+	orderReportRetryMax = 2 * time.Second
 )
 
 // newClaimToken is the random token this hive claims orders with.
@@ -92,6 +96,7 @@ func (h *Hive) serveOrders(ctx context.Context) {
 				h.log.Debug("spawn orders: poll failed", "queen", url, "err", err)
 			}
 			lastErr = err.Error()
+			since = 0 // the Queen may have restarted, counting its versions from 0 again
 			waitOrChange(ctx, changed, backoff+rand.N(backoff/2))
 			backoff = min(2*backoff, orderBackoffMax)
 			continue
@@ -161,13 +166,13 @@ func (h *Hive) takeOrder(ctx context.Context, c *queenclient.Client, o wire.Spaw
 	abandon()
 	<-renewed
 	switch {
-	case ctx.Err() != nil:
-		// Closing: leave the order taken. The worker's registration completes it, or
-		// the lease runs out and it goes back to pending.
+	case ctx.Err() != nil || h.isClosed():
+		// Closing (Close(true) stops a loading worker before it cancels ctx): leave the
+		// order taken. The lease runs out and it goes back to pending for another hive.
 	case lost && err == nil:
-		h.dropIfDuplicate(ctx, c, o.OrderID, e, log) // it came up as the order was lost
+		h.settleOrder(ctx, c, o.OrderID, e, log) // it came up just as the order ended elsewhere
 	case lost:
-		log.Info("spawn order lost while the worker loaded: start abandoned")
+		log.Info("spawn order ended elsewhere while the worker loaded: start abandoned")
 	case err != nil:
 		log.Warn("spawn order failed", "err", err)
 		h.reportOrder(ctx, c, o.OrderID, wire.SpawnResult{Error: err.Error()}, log)
@@ -176,7 +181,7 @@ func (h *Hive) takeOrder(ctx context.Context, c *queenclient.Client, o wire.Spaw
 			log.Info("spawn order done", "worker", e.ID)
 			return
 		}
-		h.dropIfDuplicate(ctx, c, o.OrderID, e, log)
+		h.settleOrder(ctx, c, o.OrderID, e, log)
 	}
 }
 
@@ -189,9 +194,10 @@ func renewEvery(leaseMS int64) time.Duration {
 	return max(time.Duration(leaseMS)*time.Millisecond/3, 50*time.Millisecond)
 }
 
-// renewOrder renews the claim every interval until ctx ends. When the order is no longer
-// this hive's to serve (another hive took it after the lease ran out, it was cancelled,
-// or another worker completed it) it calls abandon.
+// renewOrder renews the claim every interval until ctx ends. Only an order that has
+// ended with another worker (or was cancelled) makes it abandon the start: an order
+// taken by another hive meanwhile (our lease ran out) may still end with our worker,
+// which registers with the order id, so that case waits for the end.
 func (h *Hive) renewOrder(ctx context.Context, c *queenclient.Client, id string, claim wire.SpawnClaim,
 	every time.Duration, abandon func(), log *slog.Logger) {
 	t := time.NewTicker(every)
@@ -206,10 +212,13 @@ func (h *Hive) renewOrder(ctx context.Context, c *queenclient.Client, id string,
 		switch {
 		case err == nil || ctx.Err() != nil:
 		case isOrderConflict(err):
-			if h.orderServedByUs(ctx, c, id) {
-				return // our worker registered and completed it: nothing left to renew
+			o, err := c.SpawnOrder(ctx, id)
+			if err != nil || !o.Ended() {
+				continue // taken by another hive: the end decides
 			}
-			abandon()
+			if !h.orderDoneByUs(o) {
+				abandon()
+			}
 			return
 		default:
 			log.Warn("spawn order: renewal failed", "err", err) // the Queen may be down; keep trying
@@ -217,42 +226,68 @@ func (h *Hive) renewOrder(ctx context.Context, c *queenclient.Client, id string,
 	}
 }
 
-// reportOrder tells the Queen the outcome; false when the Queen refused it (the order is
-// no longer this hive's).
+// reportOrder tells the Queen the outcome, retrying while the Queen cannot be reached
+// (a report lost to a network cut must not leave a second worker unnoticed); false when
+// the Queen refused it because the order is no longer this hive's.
 func (h *Hive) reportOrder(ctx context.Context, c *queenclient.Client, id string, res wire.SpawnResult, log *slog.Logger) bool {
 	res.Hive, res.Token = h.opts.HiveID, h.claimToken
-	_, err := c.ReportSpawnOrder(ctx, id, res)
-	if err == nil {
-		return true
-	}
-	if !isOrderConflict(err) {
-		// The worker's registration completes its order anyway; an unreported failure
-		// stays taken until the lease runs out, and then another hive may try.
-		log.Warn("spawn order: report failed", "err", err)
-		return true
-	}
-	return false
-}
-
-// dropIfDuplicate stops e, started for order id, when the order ended with another
-// worker or went to another hive while e loaded: one order, one worker.
-func (h *Hive) dropIfDuplicate(ctx context.Context, c *queenclient.Client, id string, e Entry, log *slog.Logger) {
-	if h.orderServedByUs(ctx, c, id) {
-		return
-	}
-	log.Warn("spawn order was served elsewhere while this worker loaded: stopping the duplicate", "worker", e.ID)
-	if err := h.Stop(ctx, e.ID); err != nil {
-		log.Warn("stop the duplicate worker", "worker", e.ID, "err", err)
+	backoff := orderReportRetry
+	for {
+		_, err := c.ReportSpawnOrder(ctx, id, res)
+		switch {
+		case err == nil:
+			return true
+		case isOrderConflict(err):
+			return false
+		case queenclient.IsNotFound(err):
+			return true // a restarted Queen forgot the order: the worker re-registers anyway
+		}
+		log.Warn("spawn order: report failed; retrying", "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return true // closing: the lease or the worker's registration settles it
+		case <-t.C:
+		}
+		backoff = min(2*backoff, orderReportRetryMax)
 	}
 }
 
-// orderServedByUs reports whether order id is done by a live worker of this hive.
-func (h *Hive) orderServedByUs(ctx context.Context, c *queenclient.Client, id string) bool {
-	o, err := c.SpawnOrder(ctx, id)
-	if err != nil {
-		return true // cannot tell: never stop a worker on a guess
+// settleOrder decides about e, started for order id, once the Queen refused it as the
+// order's worker: it waits for the order to end, keeps e if the order ended with it,
+// and stops it if the order ended with another worker (one order, one worker). A
+// failed or forgotten order leaves e running: it serves, and it is nobody's duplicate.
+func (h *Hive) settleOrder(ctx context.Context, c *queenclient.Client, id string, e Entry, log *slog.Logger) {
+	backoff := 250 * time.Millisecond
+	for {
+		o, err := c.SpawnOrder(ctx, id)
+		switch {
+		case queenclient.IsNotFound(err):
+			return
+		case err == nil && o.Ended():
+			if o.State == wire.OrderDone && !h.orderDoneByUs(o) {
+				log.Warn("spawn order was served by another worker while this one loaded: stopping the duplicate", "worker", e.ID, "served_by", o.WorkerID)
+				if err := h.Stop(ctx, e.ID); err != nil {
+					log.Warn("stop the duplicate worker", "worker", e.ID, "err", err)
+				}
+			}
+			return
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, orderBackoffMax)
 	}
-	e, ok := h.liveEntryForOrder(id)
+}
+
+// orderDoneByUs reports whether o is done by a live worker of this hive.
+func (h *Hive) orderDoneByUs(o wire.SpawnOrder) bool {
+	e, ok := h.liveEntryForOrder(o.OrderID)
 	return o.State == wire.OrderDone && ok && o.WorkerID == e.ID
 }
 

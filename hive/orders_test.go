@@ -3,8 +3,6 @@ package hive
 import (
 	"context"
 	"net"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -277,31 +275,14 @@ func TestOrderTwoHivesWithOneName(t *testing.T) {
 // A worker that loads for longer than the Queen's lease: the hive renews at a third of
 // the lease the Queen names, so no other hive takes the order meanwhile.
 func TestOrderLoadLongerThanTheLease(t *testing.T) {
-	slow := filepath.Join(t.TempDir(), "slow-beekeeper")
-	script := "#!/bin/sh\nsleep 1.5\nexec " + testenv.Binary(t) + " \"$@\"\n"
-	if err := os.WriteFile(slow, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	q, c := startOrderQueen(t, 500*time.Millisecond)
-	model := testenv.Model(t)
-	var hives []*Hive
-	for _, id := range []string{"hive-a", "hive-b"} {
-		min, max := portRange(t)
-		h, err := Open(Options{
-			StateDir: t.TempDir(), PortMin: min, PortMax: max,
-			WorkerBinary: slow, QueenURL: q.URL(), SyncInterval: time.Second, HiveID: id,
-			ResolveModel: func(name string) (string, bool) { return model, name == wire.ModelName(model) },
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { h.Close(true) })
-		hives = append(hives, h)
-	}
+	slow := slowBinary(t, "1.5")
+	a := openOrderHiveWith(t, q.URL(), "hive-a", slow)
+	b := openOrderHiveWith(t, q.URL(), "hive-b", slow)
 	o := order(t, c, "")
 	waitOrdersDone(t, c, []string{o.OrderID}, 30*time.Second)
 	time.Sleep(2 * time.Second) // a second start, had the lease lapsed, would be up by now
-	if n := liveWorkers(hives...); n != 1 {
+	if n := liveWorkers(a, b); n != 1 {
 		t.Fatalf("one order, %d live workers", n)
 	}
 }

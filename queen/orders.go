@@ -272,7 +272,9 @@ func (b *orderBook) list(f orderFilter) ([]wire.SpawnOrder, uint64, <-chan struc
 func (b *orderBook) wait(ctx, queen context.Context, f orderFilter, d time.Duration) ([]wire.SpawnOrder, uint64) {
 	ready := func(out []wire.SpawnOrder, version uint64) bool {
 		if f.hasSince {
-			return version > f.since
+			// Any other version is news: a larger one is a change since, and a smaller
+			// one means this Queen restarted and counts from 0 again.
+			return version != f.since
 		}
 		return len(out) > 0
 	}

@@ -14,9 +14,11 @@ import "time"
 //	                                           for one, or with since for any change after V
 //	GET  /v1/spawn-orders/{id}               → SpawnOrder
 //	DELETE /v1/spawn-orders/{id}             → cancels a pending order (409 once taken)
-//	POST /v1/spawn-orders/{id}/claim         {hive} → 200 SpawnOrder (taken, or lease renewed
-//	                                           by the same hive); 409 taken by another hive or ended
-//	POST /v1/spawn-orders/{id}/result        {hive, worker_id} or {hive, error} → 200 SpawnOrder
+//	POST /v1/spawn-orders/{id}/claim         {hive, claim_token} → 200 SpawnOrder with lease_ms
+//	                                           (taken, or renewed by the holder's token);
+//	                                           409 taken by another hive or ended
+//	POST /v1/spawn-orders/{id}/result        {hive, claim_token, worker_id} or
+//	                                         {hive, claim_token, error} → 200 SpawnOrder
 //
 // A registration that carries spawn_order_id completes that order too, so an order is
 // done even when the hive dies between spawning and reporting.
