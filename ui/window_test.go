@@ -270,19 +270,52 @@ func BenchmarkIdleApp(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(mapped.Milliseconds())/float64(b.N), "ms-to-window")
 
-	// Let start-up settle, then measure an idle stretch.
+	cpuPct, rss := idleFigures(b, ra.cmd.Process.Pid)
+	b.ReportMetric(cpuPct, "idle-cpu-%")
+	b.ReportMetric(rss, "rss-MB")
+	ra.quit(b)
+
+	// The yardstick, on the same display right after: a Fyne window with one label.
+	bare := startBareWindow(b)
+	cpuPct, rss = idleFigures(b, bare.Process.Pid)
+	b.ReportMetric(cpuPct, "bare-window-idle-cpu-%")
+	b.ReportMetric(rss, "bare-window-rss-MB")
+}
+
+// idleFigures lets a window settle, then measures its CPU (% of one core) over an idle
+// stretch and its resident memory (MB) at the end.
+func idleFigures(tb testing.TB, pid int) (cpuPct, rssMB float64) {
 	settle := time.NewTimer(3 * time.Second)
 	<-settle.C
-	pid := ra.cmd.Process.Pid
-	cpu0, t0 := cpuTicks(b, pid), time.Now()
+	cpu0, t0 := cpuTicks(tb, pid), time.Now()
 	idle := time.NewTimer(10 * time.Second)
 	<-idle.C
-	cpu1, t1 := cpuTicks(b, pid), time.Now()
+	cpu1, t1 := cpuTicks(tb, pid), time.Now()
 	const clkTck = 100 // USER_HZ on Linux
-	cpuPct := float64(cpu1-cpu0) / clkTck / t1.Sub(t0).Seconds() * 100
-	b.ReportMetric(cpuPct, "idle-cpu-%")
-	b.ReportMetric(float64(rssKB(b, pid))/1024, "rss-MB")
-	ra.quit(b)
+	return float64(cpu1-cpu0) / clkTck / t1.Sub(t0).Seconds() * 100, float64(rssKB(tb, pid)) / 1024
+}
+
+// startBareWindow builds internal/barewindow with the app's tags, starts it and waits
+// for its window.
+func startBareWindow(tb testing.TB) *exec.Cmd {
+	tb.Helper()
+	bin := filepath.Join(tb.TempDir(), "barewindow")
+	build := exec.Command("go", "build", "-tags", testenv.BuildTags, "-o", bin, "./internal/barewindow")
+	build.Dir = testenv.RepoRoot(tb)
+	if out, err := build.CombinedOutput(); err != nil {
+		tb.Fatalf("build the bare window: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+tb.TempDir())
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	testenv.WaitFor(tb, "the bare window on the display", 45*time.Second, func() bool {
+		out, err := exec.Command("xdotool", "search", "--onlyvisible", "--pid", strconv.Itoa(cmd.Process.Pid)).Output()
+		return err == nil && len(bytes.Fields(out)) > 0
+	})
+	return cmd
 }
 
 // cpuTicks is utime+stime of pid in clock ticks, from /proc/PID/stat.
