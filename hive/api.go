@@ -136,6 +136,7 @@ type QueenStatus struct {
 	LastError   string    // the last failure, for people
 	Registered  int       // live local workers the Queen knows
 	Pending     int       // live local workers not registered yet
+	OrdersAs    string    // the hive id the Queen's spawn orders reach this hive by; "" = takes none
 }
 
 // DefaultHiveID is "hive-<hostname>", the name spawn orders address this machine by.

@@ -777,7 +777,16 @@ func (h *Hive) QueenStatus() QueenStatus {
 	return QueenStatus{
 		URL: url, Reachable: s.Reachable, LastContact: s.LastContact, LastError: s.LastError,
 		Registered: s.Registered, Pending: s.Pending,
+		OrdersAs: h.ordersAs(),
 	}
+}
+
+// ordersAs is the hive id spawn orders reach this hive by, "" when it takes none.
+func (h *Hive) ordersAs() string {
+	if h.opts.ResolveModel == nil || h.opts.Passive {
+		return ""
+	}
+	return h.opts.HiveID
 }
 
 // SyncNow runs one full sync with the Queen and returns when it is done (the CLI uses

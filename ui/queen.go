@@ -260,8 +260,12 @@ func queenIndicator(st app.QueenState) (string, color.Color) {
 		if st.Mode == app.QueenEmbedded {
 			who = "Embedded Queen"
 		}
-		return fmt.Sprintf("%s at %s · %s known · %d local registered, %d pending",
-			who, st.URL, plural(len(st.Workers), "worker"), st.Hive.Registered, st.Hive.Pending), green
+		text := fmt.Sprintf("%s at %s · %s known · %d local registered, %d pending",
+			who, st.URL, plural(len(st.Workers), "worker"), st.Hive.Registered, st.Hive.Pending)
+		if st.Hive.OrdersAs != "" {
+			text += " · takes spawn orders here as " + st.Hive.OrdersAs
+		}
+		return text, green
 	case st.Error != "":
 		return fmt.Sprintf("Connecting to %s… (%s)", st.URL, st.Error), amber
 	}

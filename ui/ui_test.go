@@ -238,6 +238,12 @@ func TestQueenModeEmbeddedBringsRowOnline(t *testing.T) {
 		return st.Embedded && st.Connected && len(tu.queen.workers) == 1 && tu.queen.workers[0].WorkerID == id
 	})
 	t.Logf("mode switched to embedded: row online after %v", online)
+	tu.onUI(func() {
+		// The status says which name the Queen's spawn orders reach this machine by.
+		if want := "takes spawn orders here as " + hive.DefaultHiveID(); !strings.Contains(tu.queen.status.Text, want) {
+			t.Errorf("Queen status %q lacks %q", tu.queen.status.Text, want)
+		}
+	})
 	if st := tu.core.Settings(); st.QueenMode != app.QueenEmbedded || st.EmbeddedAddr != addr {
 		t.Fatalf("queen mode not persisted: %+v", st)
 	}
