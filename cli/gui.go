@@ -15,6 +15,7 @@ import (
 
 	"github.com/beekeeper-hive/beekeeper/app"
 	"github.com/beekeeper-hive/beekeeper/assets"
+	"github.com/beekeeper-hive/beekeeper/internal/dirs"
 	"github.com/beekeeper-hive/beekeeper/ui"
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
@@ -59,6 +60,13 @@ func runGUI(args []string) int {
 		// An idle desktop app: a tighter heap goal costs little CPU and keeps the
 		// resident size down (font tables dominate the live heap).
 		debug.SetGCPercent(50)
+	}
+	if dir := dirs.Config(); dir != "" {
+		// Fyne keeps preferences under the user config folder ($XDG_CONFIG_HOME on
+		// Linux and the BSDs): an instance with its own BEEKEEPER_HOME gets its own.
+		if err := os.Setenv("XDG_CONFIG_HOME", dir); err != nil {
+			return fail(1, "settings folder: %v", err)
+		}
 	}
 	a := fyneapp.NewWithID(AppID)
 	a.SetIcon(assets.Icon)

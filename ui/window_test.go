@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image"
 	_ "image/png"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/beekeeper-hive/beekeeper/hive"
 	"github.com/beekeeper-hive/beekeeper/internal/testenv"
+	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
 // The real-window tests start the built app on the X display of xvfb-run
@@ -88,8 +90,7 @@ func startApp(tb testing.TB, home string) *runningApp {
 	ra := &runningApp{out: &testenv.SyncBuffer{}}
 	ra.cmd = exec.Command(testenv.Binary(tb))
 	ra.cmd.Env = append(os.Environ(),
-		"BEEKEEPER_HOME="+home,
-		"XDG_CONFIG_HOME="+filepath.Join(home, "config"), // Fyne preferences stay in the test
+		"BEEKEEPER_HOME="+home, // settings too: the app keeps Fyne's preferences under it
 		"LANG=en_US.UTF-8",
 	)
 	ra.cmd.Stdout, ra.cmd.Stderr = ra.out, ra.out
@@ -215,6 +216,35 @@ func artifactsDir(tb testing.TB) string {
 // TestRealWindowShowsAdoptedWorkersAndQuitsCleanly starts the built app under X with
 // three workers left running by an earlier session, screenshots its window into
 // artifacts/, quits it with SIGTERM (exit 0), and checks the workers outlived it.
+// An instance with its own BEEKEEPER_HOME keeps its settings there too: the app reads
+// the Queen mode seeded in $BEEKEEPER_HOME/config and starts its embedded Queen where
+// those settings say, whatever the user's own settings are.
+func TestRealWindowKeepsSettingsUnderBeekeeperHome(t *testing.T) {
+	needDisplay(t)
+	home := t.TempDir()
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	prefs := filepath.Join(home, "config", "fyne", "io.github.beekeeper-hive.beekeeper", "preferences.json")
+	if err := os.MkdirAll(filepath.Dir(prefs), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	seed := fmt.Sprintf(`{"queen_mode":"embedded","queen_embedded_addr":%q}`, addr)
+	if err := os.WriteFile(prefs, []byte(seed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir()) // "the user's own settings": must not be used
+
+	ra := startApp(t, home)
+	testenv.WaitFor(t, "the embedded Queen at the address the instance's settings name", 10*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + wire.PathHealth)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	ra.quit(t)
+}
+
 func TestRealWindowShowsAdoptedWorkersAndQuitsCleanly(t *testing.T) {
 	needDisplay(t)
 	home := t.TempDir()

@@ -7,8 +7,9 @@ import (
 	"path/filepath"
 )
 
-// HomeEnv, when set, puts all of Beekeeper's state and data under one folder (tests, or a
-// second independent instance). The runtime cache stays shared: it is the same libraries.
+// HomeEnv, when set, puts all of Beekeeper's state, data and settings under one folder
+// (tests, or a second independent instance). The runtime cache stays shared: it is the
+// same libraries.
 const HomeEnv = "BEEKEEPER_HOME"
 
 func xdg(env string, fallback ...string) string {
@@ -36,6 +37,16 @@ func Data() string {
 		return filepath.Join(h, "data")
 	}
 	return xdg("XDG_DATA_HOME", ".local", "share")
+}
+
+// Config is where a BEEKEEPER_HOME instance keeps its settings ("" without one: the
+// desktop toolkit's usual place). The app points Fyne's preferences there, so a second
+// instance does not share the first one's Queen mode and address.
+func Config() string {
+	if h := os.Getenv(HomeEnv); h != "" {
+		return filepath.Join(h, "config")
+	}
+	return ""
 }
 
 // Models is the default models folder.
