@@ -118,6 +118,7 @@ func (h *Hive) queenForOrders() (url, token string, changed <-chan struct{}) {
 	return h.opts.QueenURL, h.opts.QueenToken, h.queenChanged
 }
 
+// waitOrChange waits d, or less when ctx ends or changed (nil: never) is closed.
 func waitOrChange(ctx context.Context, changed <-chan struct{}, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -243,12 +244,8 @@ func (h *Hive) reportOrder(ctx context.Context, c *queenclient.Client, id string
 			return true // a restarted Queen forgot the order: the worker re-registers anyway
 		}
 		log.Warn("spawn order: report failed; retrying", "err", err)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if waitOrChange(ctx, nil, backoff); ctx.Err() != nil {
 			return true // closing: the lease or the worker's registration settles it
-		case <-t.C:
 		}
 		backoff = min(2*backoff, orderReportRetryMax)
 	}
@@ -274,12 +271,8 @@ func (h *Hive) settleOrder(ctx context.Context, c *queenclient.Client, id string
 			}
 			return
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if waitOrChange(ctx, nil, backoff); ctx.Err() != nil {
 			return
-		case <-t.C:
 		}
 		backoff = min(2*backoff, orderBackoffMax)
 	}

@@ -2,8 +2,6 @@ package queen
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"net/http"
 	"reflect"
 	"slices"
@@ -97,13 +95,6 @@ func newOrderBook(now func() time.Time, lease, retention time.Duration, maxOpen 
 	}
 }
 
-// newOrderID is "order-" and 16 URL-safe characters from 96 random bits.
-func newOrderID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (it panics first)
-	return "order-" + base64.RawURLEncoding.EncodeToString(b[:])
-}
-
 func validOrderID(id string) bool {
 	return id != "" && len(id) <= maxOrderIDLen && tokenPattern.MatchString(id)
 }
@@ -174,7 +165,7 @@ func (b *orderBook) create(req wire.SpawnOrderRequest) (wire.SpawnOrder, error) 
 	}
 	id := req.OrderID
 	for id == "" || b.orders[id] != nil { // 96 random bits: never again, but cheap to be sure
-		id = newOrderID()
+		id = wire.NewOrderID()
 	}
 	b.seq++
 	rec := &orderRec{seq: b.seq, o: wire.SpawnOrder{

@@ -2,8 +2,6 @@ package queenclient
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -32,7 +30,7 @@ func orderPath(id string) string { return wire.PathSpawnOrders + "/" + url.PathE
 // answer was lost order nothing twice.
 func (c *Client) OrderSpawn(ctx context.Context, req wire.SpawnOrderRequest) (wire.SpawnOrder, error) {
 	if req.OrderID == "" {
-		req.OrderID = NewOrderID()
+		req.OrderID = wire.NewOrderID()
 	}
 	var out wire.SpawnOrder
 	err := c.do(ctx, http.MethodPost, wire.PathSpawnOrders, req, &out)
@@ -148,11 +146,4 @@ func (c *Client) ReportSpawnOrder(ctx context.Context, id string, res wire.Spawn
 // CancelSpawnOrder cancels a pending order.
 func (c *Client) CancelSpawnOrder(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, orderPath(id), nil, nil)
-}
-
-// NewOrderID is a fresh random spawn order id ("order-" and 16 URL-safe characters).
-func NewOrderID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (it panics first)
-	return "order-" + base64.RawURLEncoding.EncodeToString(b[:])
 }

@@ -196,7 +196,7 @@ func TestSpawnOrdersLongPoll(t *testing.T) {
 // order is refused.
 func TestOrderSpawnIsIdempotentByID(t *testing.T) {
 	c := newQueen(t, "")
-	req := wire.SpawnOrderRequest{OrderID: NewOrderID(), Model: "stories260K"}
+	req := wire.SpawnOrderRequest{OrderID: wire.NewOrderID(), Model: "stories260K"}
 	a, err := c.OrderSpawn(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)

@@ -66,7 +66,8 @@ func Create(a fyne.App, w fyne.Window, core *app.App) *UI {
 }
 
 func newUI(a fyne.App, w fyne.Window, core *app.App, do func(func())) *UI {
-	u := &UI{app: a, win: w, core: core, hive: core.Hive(), do: do}
+	u := &UI{app: a, win: w, core: core, hive: core.Hive(), do: do,
+		detached: make(map[*container.TabItem]fyne.CanvasObject)}
 	u.ctx, u.cancel = context.WithCancel(context.Background())
 
 	u.workers = newWorkersScreen(u)
@@ -100,9 +101,6 @@ func newUI(a fyne.App, w fyne.Window, core *app.App, do func(func())) *UI {
 // the life of an app that may sit on the Workers screen all day.
 func (u *UI) lazyTab(name string, icon fyne.Resource, screen fyne.CanvasObject) *container.TabItem {
 	t := container.NewTabItemWithIcon(name, icon, layout.NewSpacer())
-	if u.detached == nil {
-		u.detached = make(map[*container.TabItem]fyne.CanvasObject)
-	}
 	u.detached[t] = screen
 	return t
 }

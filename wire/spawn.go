@@ -1,6 +1,10 @@
 package wire
 
-import "time"
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"time"
+)
 
 // Spawn orders (CONTRACT §4.7): someone asks the Queen for a worker serving a model; a
 // hive that has the model takes the order, spawns the worker, and the worker's
@@ -102,3 +106,11 @@ const (
 	CodeOrderEnded    = "order_ended"    // done, failed or cancelled
 	CodeOrderConflict = "order_conflict" // an order_id already used for another order
 )
+
+// NewOrderID is a fresh random spawn order id: "order-" and 16 URL-safe characters from
+// 96 random bits. The Queen makes one when the client did not.
+func NewOrderID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (it panics first)
+	return "order-" + base64.RawURLEncoding.EncodeToString(b[:])
+}
