@@ -101,7 +101,7 @@ func registerMany(tb testing.TB, q *Queen, n int) [][]byte {
 // registered workers, against a bare net/http handler that only reads the body and
 // answers 200, in the same run. b.N is the number of heartbeats sent to each.
 func BenchmarkHeartbeat(b *testing.B) {
-	q, err := New(Config{})
+	q, err := New(Config{Dial: new(testenv.LoopbackDialer).DialContext})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func BenchmarkHeartbeat(b *testing.B) {
 // BenchmarkRegister measures registration throughput, each registration followed by
 // its capabilities fetch against a local responder; it ends when every fetch is stored.
 func BenchmarkRegister(b *testing.B) {
-	q, err := New(Config{})
+	q, err := New(Config{Dial: new(testenv.LoopbackDialer).DialContext})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func BenchmarkMemory(b *testing.B) {
 	for range b.N {
 		runtime.GC()
 		before := rssMB(b)
-		q, err := New(Config{})
+		q, err := New(Config{Dial: new(testenv.LoopbackDialer).DialContext})
 		if err != nil {
 			b.Fatal(err)
 		}

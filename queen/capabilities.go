@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"sync"
@@ -50,13 +51,14 @@ type fetcher struct {
 	closed  bool         // the Queen stopped: nothing more is queued
 }
 
-func newFetcher(q *Queen, cfg FetchConfig) *fetcher {
+func newFetcher(q *Queen, cfg FetchConfig, dial func(context.Context, string, string) (net.Conn, error)) *fetcher {
 	return &fetcher{
 		q:   q,
 		cfg: cfg,
 		client: &http.Client{
 			Transport: &http.Transport{
 				Proxy:               nil, // workers are reached directly, never via $HTTP_PROXY
+				DialContext:         dial,
 				MaxIdleConnsPerHost: 2,
 				IdleConnTimeout:     30 * time.Second,
 			},

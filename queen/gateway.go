@@ -2,6 +2,7 @@ package queen
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -31,13 +32,13 @@ type gateway struct {
 	bufs   sync.Pool
 }
 
-func newGateway(q *Queen) *gateway {
+func newGateway(q *Queen, dial func(context.Context, string, string) (net.Conn, error)) *gateway {
 	return &gateway{
 		q: q,
 		client: &http.Client{
 			Transport: &http.Transport{
 				Proxy:               nil, // workers are reached directly
-				DialContext:         (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+				DialContext:         dial,
 				MaxIdleConns:        256,
 				MaxIdleConnsPerHost: 64,
 				IdleConnTimeout:     90 * time.Second,

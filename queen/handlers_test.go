@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/beekeeper-hive/beekeeper/internal/testenv"
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
@@ -124,7 +126,10 @@ func TestRegisterRejectsBadInput(t *testing.T) {
 }
 
 func TestRegisterAcceptsIPv6AndNames(t *testing.T) {
-	q, srv, _ := newTestQueen(t, Config{Capabilities: FetchConfig{Attempts: 1, Timeout: 50 * time.Millisecond}})
+	// The Queen fetches each registered worker's capabilities: the guard dialer keeps
+	// the fetches of gpu-box.lan and 10.0.0.7 on this machine (refused, no DNS lookup).
+	guard := new(testenv.LoopbackDialer)
+	q, srv, _ := newTestQueen(t, Config{Capabilities: FetchConfig{Attempts: 1, Timeout: 50 * time.Millisecond}, Dial: guard.DialContext})
 	for _, host := range []string{"::1", "localhost", "gpu-box.lan", "10.0.0.7"} {
 		r := regReq("w-"+strings.NewReplacer(":", "x", ".", "x").Replace(host), 9)
 		r.Hostname = host
@@ -135,6 +140,19 @@ func TestRegisterAcceptsIPv6AndNames(t *testing.T) {
 	}
 	if wk, _ := q.Worker("w-xx1"); wk.URL != "http://[::1]:9" {
 		t.Fatalf("IPv6 URL %q, want http://[::1]:9", wk.URL)
+	}
+	want := []string{"10.0.0.7:9", "gpu-box.lan:9"}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := guard.Refused()
+		slices.Sort(got)
+		if slices.Equal(got, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the guard refused %v, want exactly %v: a fetch went elsewhere or never happened", got, want)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

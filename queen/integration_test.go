@@ -43,7 +43,7 @@ func (p *workerProc) kill() {
 // runQueen serves a real-clock Queen on addr until the returned stop is called.
 func runQueen(t testing.TB, addr string, interval time.Duration) (*Queen, string, func()) {
 	t.Helper()
-	q, err := New(Config{Addr: addr, HeartbeatInterval: interval, Retention: time.Hour,
+	q, err := New(Config{Addr: addr, HeartbeatInterval: interval, Retention: time.Hour, Dial: new(testenv.LoopbackDialer).DialContext,
 		Capabilities: FetchConfig{Backoff: 20 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)

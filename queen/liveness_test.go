@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beekeeper-hive/beekeeper/internal/testenv"
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
@@ -99,7 +100,7 @@ func TestReRegistrationKeepsOnlineWorkerRoutable(t *testing.T) {
 // TestSweeperRunsUntilContextEnds checks the one sweeper goroutine Serve owns advances
 // liveness on the real clock and exits with its context.
 func TestSweeperRunsUntilContextEnds(t *testing.T) {
-	q, err := New(Config{HeartbeatInterval: 10 * time.Millisecond, Retention: time.Hour})
+	q, err := New(Config{HeartbeatInterval: 10 * time.Millisecond, Retention: time.Hour, Dial: new(testenv.LoopbackDialer).DialContext})
 	if err != nil {
 		t.Fatal(err)
 	}

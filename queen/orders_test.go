@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beekeeper-hive/beekeeper/internal/testenv"
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
@@ -664,7 +665,7 @@ func TestNewRejectsBadOrderConfig(t *testing.T) {
 			t.Errorf("New(%+v) accepted it", cfg)
 		}
 	}
-	q, err := New(Config{})
+	q, err := New(Config{Dial: new(testenv.LoopbackDialer).DialContext})
 	if err != nil {
 		t.Fatal(err)
 	}

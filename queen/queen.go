@@ -49,6 +49,10 @@ type Config struct {
 	SweepInterval time.Duration
 	// Capabilities tunes the capabilities fetch; zero fields take defaults.
 	Capabilities FetchConfig
+	// Dial opens the Queen's connections to workers (capabilities fetches and routed
+	// requests). Default a net.Dialer with a 3 s timeout; tests give one that refuses
+	// every address off this machine, so a registered 10.0.0.7 is never dialled.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Now is the clock; tests inject one. Default time.Now.
 	Now func() time.Time
 	// Logger receives background noise and the causes of 5xx answers. Default discards.
@@ -128,6 +132,9 @@ func New(cfg Config) (*Queen, error) {
 	if cfg.MaxOrders < 0 {
 		return nil, fmt.Errorf("max orders %d is negative", cfg.MaxOrders)
 	}
+	if cfg.Dial == nil {
+		cfg.Dial = (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = min(max(cfg.HeartbeatInterval/4, 10*time.Millisecond), time.Second)
 	}
@@ -152,8 +159,8 @@ func New(cfg Config) (*Queen, error) {
 	q.reg = newRegistry(cfg.Now, cfg.HeartbeatInterval, cfg.Retention, cfg.MaxWorkers)
 	q.metrics.registerStates(q.reg)
 	q.orders = newOrderBook(cfg.Now, cfg.OrderLease, cfg.Retention, cfg.MaxOrders, q.reg.workerForOrder, q.metrics.spawnOrders)
-	q.caps = newFetcher(q, cfg.Capabilities)
-	q.gateway = newGateway(q)
+	q.caps = newFetcher(q, cfg.Capabilities, cfg.Dial)
+	q.gateway = newGateway(q, cfg.Dial)
 	q.handler = q.routes()
 	return q, nil
 }

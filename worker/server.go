@@ -143,6 +143,12 @@ func (w *Worker) handleChat(rw http.ResponseWriter, r *http.Request) error {
 		if m.Role == "" {
 			return wire.NewError(http.StatusBadRequest, wire.CodeInvalidField, "messages[%d].role is empty: use system, user or assistant", i)
 		}
+		if err := checkNoNUL(fmt.Sprintf("messages[%d].content", i), m.Content); err != nil {
+			return err
+		}
+		if err := checkNoNUL(fmt.Sprintf("messages[%d].role", i), m.Role); err != nil {
+			return err
+		}
 		msgs[i] = engine.Message{Role: m.Role, Content: m.Content}
 	}
 	sampling, err := samplingFrom(&req.SamplingParams, e.ContextSize())
@@ -165,6 +171,9 @@ func (w *Worker) handleCompletion(rw http.ResponseWriter, r *http.Request) error
 	}
 	if req.Prompt == "" {
 		return wire.NewError(http.StatusBadRequest, wire.CodeInvalidField, "prompt is empty: send the text to continue")
+	}
+	if err := checkNoNUL("prompt", req.Prompt); err != nil {
+		return err
 	}
 	sampling, err := samplingFrom(&req.SamplingParams, e.ContextSize())
 	if err != nil {
@@ -254,6 +263,16 @@ func (w *Worker) generate(rw http.ResponseWriter, r *http.Request, e *engine.Eng
 	return nil
 }
 
+// checkNoNUL refuses text holding a NUL character: llama.cpp takes C strings, and yzma
+// hands it a nil pointer for one, which aborts the whole process.
+func checkNoNUL(field, text string) error {
+	if strings.IndexByte(text, 0) >= 0 {
+		return wire.NewError(http.StatusBadRequest, wire.CodeInvalidField,
+			"%s contains a NUL character (\\u0000), which llama.cpp cannot take: remove it", field)
+	}
+	return nil
+}
+
 func errShuttingDown() error {
 	return wire.NewError(http.StatusServiceUnavailable, wire.CodeBusy, "the worker is shutting down: retry on another worker")
 }
@@ -297,6 +316,11 @@ func samplingFrom(p *wire.SamplingParams, ctxSize int) (engine.Sampling, error) 
 	}
 	if len(p.Stop) > 4 {
 		return bad("stop has %d strings: at most 4", len(p.Stop))
+	}
+	for i, stop := range p.Stop {
+		if err := checkNoNUL(fmt.Sprintf("stop[%d]", i), stop); err != nil {
+			return s, err
+		}
 	}
 	s.Stop = append([]string(nil), p.Stop...)
 	s.IgnoreEOS = p.IgnoreEOS

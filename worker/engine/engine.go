@@ -25,6 +25,10 @@ var ggufMagic = []byte("GGUF")
 // ErrNotGGUF is matched (errors.Is) when the model file is not a GGUF file.
 var ErrNotGGUF = errors.New("not a GGUF file")
 
+// ErrNUL is returned by Prepare for text holding a NUL character, which llama.cpp cannot
+// take (it would abort the process).
+var ErrNUL = errors.New("the text contains a NUL character (\\u0000), which llama.cpp cannot take: remove it")
+
 // ErrBusy is returned by Acquire when every slot is taken and the wait queue is full.
 var ErrBusy = errors.New("all slots busy and the queue is full")
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/hybridgroup/yzma/pkg/llama"
@@ -61,6 +62,11 @@ type Result struct {
 // Prepare tokenizes prompt (parseSpecial: the prompt came from a chat template that names
 // special tokens) and checks it fits: a *ContextExceededError when it does not.
 func (e *Engine) Prepare(prompt string, parseSpecial bool, s Sampling) (*Job, error) {
+	// yzma hands llama.cpp a nil pointer for a string holding NUL, and llama_tokenize
+	// aborts the process on it: no request may get that far.
+	if strings.IndexByte(prompt, 0) >= 0 {
+		return nil, ErrNUL
+	}
 	tokens := llama.Tokenize(e.vocab, prompt, true, parseSpecial)
 	if len(tokens) == 0 {
 		return nil, errors.New("the prompt is empty")

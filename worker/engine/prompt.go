@@ -28,7 +28,7 @@ const FallbackStop = "\nUser:"
 //
 // whose extra stop string is FallbackStop, so the model does not play the user's part.
 func (e *Engine) ChatPrompt(msgs []Message) (prompt string, parseSpecial bool, stops []string) {
-	if e.template != "" {
+	if e.template != "" && !hasNUL(msgs) { // a NUL would abort llama.cpp: Prepare refuses it
 		if p, ok := applyTemplate(e.template, msgs); ok {
 			return p, true, nil
 		}
@@ -76,4 +76,13 @@ func applyTemplate(tmpl string, msgs []Message) (string, bool) {
 		return "", false // a template llama.cpp does not know (Jinja-only)
 	}
 	return string(buf[:n]), true
+}
+
+func hasNUL(msgs []Message) bool {
+	for _, m := range msgs {
+		if strings.IndexByte(m.Role, 0) >= 0 || strings.IndexByte(m.Content, 0) >= 0 {
+			return true
+		}
+	}
+	return false
 }
