@@ -146,11 +146,19 @@ func newQueenScreen(u *UI) *queenScreen {
 	)
 	s.content = container.NewBorder(container.NewPadded(head), nil, nil, nil, s.list)
 
-	s.quiet = true
-	s.mode.SetSelected(labelOf(st.QueenMode))
-	s.quiet = false
-	s.showPanel(st.QueenMode)
+	// The radio starts on the saved mode, which is the core's: setState moves it only
+	// when the core's mode changes from this one.
+	s.state.Mode = st.QueenMode
+	s.selectMode(st.QueenMode)
 	return s
+}
+
+// selectMode moves the radio and the form to mode without applying it.
+func (s *queenScreen) selectMode(mode app.QueenMode) {
+	s.quiet = true
+	s.mode.SetSelected(labelOf(mode))
+	s.quiet = false
+	s.showPanel(mode)
 }
 
 func labelOf(m app.QueenMode) string {
@@ -207,11 +215,13 @@ func (s *queenScreen) start() {
 func (s *queenScreen) setState(st app.QueenState) {
 	prev := s.state
 	s.state = st
-	if !s.mode.Disabled() && s.mode.Selected != labelOf(st.Mode) {
-		s.quiet = true
-		s.mode.SetSelected(labelOf(st.Mode))
-		s.quiet = false
-		s.showPanel(st.Mode)
+	// The radio and the entries are the user's until applied: a status refresh (one
+	// comes every few seconds while a Queen runs) must not move them, or a choice not
+	// yet applied (Remote before its URL is typed) flips back under the cursor. The radio
+	// follows the core only when the core's mode changes: after an apply, or Stop. That
+	// may arrive while the radio is disabled for the apply, so it is not skipped then.
+	if st.Mode != prev.Mode {
+		s.selectMode(st.Mode)
 	}
 	if st.Embedded {
 		s.startBt.SetText("Stop")
