@@ -85,7 +85,7 @@ func New(cfg Config) (*App, error) {
 		PortMin:       s.PortMin,
 		PortMax:       s.PortMax,
 		WorkerBinary:  cfg.WorkerBinary,
-		LlamaLib:      s.LlamaLib,
+		LlamaLib:      s.RuntimeDir(),
 		SpawnedBy:     wire.SpawnedByGUI,
 		ResolveModel:  a.findModel,
 		StatsInterval: cfg.StatsInterval,
@@ -152,14 +152,14 @@ func (a *App) applySettings(s Settings) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	cur := a.settings
-	if s.LlamaLib != cur.LlamaLib {
-		if err := a.hive.SetLlamaLib(s.LlamaLib); err != nil {
+	if s.RuntimeDir() != cur.RuntimeDir() {
+		if err := a.hive.SetLlamaLib(s.RuntimeDir()); err != nil {
 			return &SettingsError{Field: "llama.cpp runtime folder",
 				Problem: "no llama.cpp library there: choose the folder holding libllama, or leave it empty for the installed runtime", Err: err}
 		}
 	}
 	if err := a.hive.SetPortRange(s.PortMin, s.PortMax); err != nil {
-		_ = a.hive.SetLlamaLib(cur.LlamaLib) // it was accepted before: all or nothing
+		_ = a.hive.SetLlamaLib(cur.RuntimeDir()) // it was accepted before: all or nothing
 		return &SettingsError{Field: "port range", Problem: "the hive refused it", Err: err}
 	}
 	s.QueenMode, s.EmbeddedAddr, s.EmbeddedToken = cur.QueenMode, cur.EmbeddedAddr, cur.EmbeddedToken

@@ -9,6 +9,7 @@ import (
 	"fyne.io/fyne/v2"
 
 	"github.com/beekeeper-hive/beekeeper/internal/dirs"
+	"github.com/beekeeper-hive/beekeeper/llamaruntime"
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
@@ -27,6 +28,7 @@ type Settings struct {
 	ModelsFolder      string
 	PortMin, PortMax  int
 	LlamaLib          string // "" = the installed runtime (or $BEEKEEPER_LLAMA_LIB)
+	Backend           string // installed llama.cpp build: cpu, vulkan, cuda; "" = auto ($BEEKEEPER_BACKEND, else cpu)
 	StopWorkersOnQuit bool   // default off: workers outlive the app and are re-adopted
 	HeartbeatInterval time.Duration
 
@@ -48,6 +50,7 @@ const (
 	keyPortMin       = "port_min"
 	keyPortMax       = "port_max"
 	keyLlamaLib      = "llama_lib"
+	keyBackend       = "llama_backend"
 	keyStopOnQuit    = "stop_workers_on_quit"
 	keyHeartbeatMS   = "queen_heartbeat_ms"
 	keyQueenMode     = "queen_mode"
@@ -78,6 +81,7 @@ func LoadSettings(p fyne.Preferences) Settings {
 		PortMin:           p.IntWithFallback(keyPortMin, d.PortMin),
 		PortMax:           p.IntWithFallback(keyPortMax, d.PortMax),
 		LlamaLib:          p.String(keyLlamaLib),
+		Backend:           p.String(keyBackend),
 		StopWorkersOnQuit: p.Bool(keyStopOnQuit),
 		HeartbeatInterval: time.Duration(p.IntWithFallback(keyHeartbeatMS, int(d.HeartbeatInterval/time.Millisecond))) * time.Millisecond,
 		QueenMode:         QueenMode(p.StringWithFallback(keyQueenMode, string(d.QueenMode))),
@@ -100,6 +104,11 @@ func LoadSettings(p fyne.Preferences) Settings {
 		case QueenOff, QueenEmbedded, QueenRemote:
 		default:
 			s.QueenMode = QueenOff
+		}
+		// A build this platform lacks goes back to auto; one not installed (any more)
+		// is kept: the worker's error names its install command.
+		if _, err := llamaruntime.BuildFor(s.Backend); err != nil {
+			s.Backend = ""
 		}
 	}
 	return s
@@ -137,6 +146,9 @@ func (s Settings) Validate() error {
 	case s.LlamaLib != "" && !filepath.IsAbs(s.LlamaLib):
 		return &SettingsError{Field: "llama.cpp runtime folder", Problem: "must be an absolute path, or empty for the installed runtime"}
 	}
+	if err := s.validateBackend(); err != nil {
+		return err
+	}
 	switch s.QueenMode {
 	case QueenOff, QueenEmbedded, QueenRemote:
 	default:
@@ -145,12 +157,46 @@ func (s Settings) Validate() error {
 	return nil
 }
 
+// validateBackend checks that the chosen build exists here and, unless a runtime folder
+// overrides it, is installed.
+func (s Settings) validateBackend() error {
+	if s.Backend == "" {
+		return nil
+	}
+	b, err := llamaruntime.BuildFor(s.Backend)
+	if err != nil {
+		return &SettingsError{Field: "llama.cpp backend", Problem: "no such build on this machine; choose auto", Err: err}
+	}
+	if s.LlamaLib == "" && !b.Installed() {
+		return &SettingsError{Field: "llama.cpp backend",
+			Problem: fmt.Sprintf("the %s build is not installed: run `beekeeper runtime install --backend %s`, or choose auto", b.Backend, b.Backend)}
+	}
+	return nil
+}
+
+// RuntimeDir is the llama.cpp folder to hand the hive (as LlamaLib was): the runtime
+// folder when set, else the chosen backend's install, else "" (each worker then locates
+// the runtime itself: $BEEKEEPER_LLAMA_LIB, $BEEKEEPER_BACKEND, the CPU build).
+func (s Settings) RuntimeDir() string {
+	if s.LlamaLib != "" || s.Backend == "" {
+		return s.LlamaLib
+	}
+	if dir, err := llamaruntime.LocateBackend(s.Backend); err == nil {
+		return dir // $BEEKEEPER_LLAMA_LIB and $YZMA_LIB still win, as in the worker
+	}
+	if b, err := llamaruntime.BuildFor(s.Backend); err == nil {
+		return b.Dir // not installed (any more): the worker's error names the install command
+	}
+	return ""
+}
+
 // Save writes the settings to p.
 func (s Settings) Save(p fyne.Preferences) {
 	p.SetString(keyModelsFolder, s.ModelsFolder)
 	p.SetInt(keyPortMin, s.PortMin)
 	p.SetInt(keyPortMax, s.PortMax)
 	p.SetString(keyLlamaLib, s.LlamaLib)
+	p.SetString(keyBackend, s.Backend)
 	p.SetBool(keyStopOnQuit, s.StopWorkersOnQuit)
 	p.SetInt(keyHeartbeatMS, int(s.HeartbeatInterval/time.Millisecond))
 	p.SetString(keyQueenMode, string(s.QueenMode))

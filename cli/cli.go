@@ -28,7 +28,8 @@ func commands() []command {
 		{"logs", "ID [-f]", "print a worker's log", runLogs},
 		{"hive", "--queen URL [--models DIR]", "run this machine's hive headless: sync workers, take spawn orders", runHive},
 		{"order", "--model NAME [--hive ID]", "ask the Queen for a worker serving a model, on a hive that has it", runOrder},
-		{"runtime", "install|where", "install or locate the llama.cpp runtime", runRuntime},
+		{"runtime", "install|list|where [--backend B]", "install, list or locate the prebuilt llama.cpp builds", runRuntime},
+		{"devices", "[--backend B] [--json]", "list the devices (CPU, GPUs) llama.cpp sees, with their memory", runDevices},
 	}
 }
 

@@ -4,17 +4,20 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"text/tabwriter"
 
 	"github.com/beekeeper-hive/beekeeper/llamaruntime"
 )
 
 func runRuntime(args []string) int {
 	fs := flag.NewFlagSet("runtime", flag.ContinueOnError)
-	dir := fs.String("dir", "", "folder to install into or look in (default: the cache folder)")
+	dir := fs.String("dir", "", "folder to install into or look in (default: the backend's cache folder)")
+	backend := fs.String("backend", "", "prebuilt llama.cpp build: "+backendNames()+" (default: "+llamaruntime.DefaultBackend()+")")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: beekeeper runtime install|where [--dir DIR]")
+		fmt.Fprintln(fs.Output(), "usage: beekeeper runtime install [--backend B] [--dir DIR] | list | where [--backend B] [--dir DIR]")
 		fs.PrintDefaults()
 	}
 	if len(args) == 0 {
@@ -30,18 +33,91 @@ func runRuntime(args []string) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 		defer stop()
 		logf := func(format string, a ...any) { fmt.Printf(format+"\n", a...) }
-		if _, err := llamaruntime.Install(ctx, *dir, logf); err != nil {
+		if _, err := llamaruntime.InstallBackend(ctx, *backend, *dir, logf); err != nil {
 			return fail(1, "%v", err)
+		}
+		if *backend == "" {
+			suggestGPU(os.Stdout)
 		}
 		return 0
 	case "where":
-		found, err := llamaruntime.Locate(*dir)
+		var found string
+		var err error
+		if *dir != "" {
+			found, err = llamaruntime.Locate(*dir)
+		} else {
+			found, err = llamaruntime.LocateBackend(*backend)
+		}
 		if err != nil {
 			return fail(1, "%v", err)
 		}
 		fmt.Println(found)
 		return 0
+	case "list":
+		listRuntimes()
+		return 0
 	}
 	fs.Usage()
 	return 2
+}
+
+// suggestGPU names the GPU build when this machine's drivers call for another than the
+// default build.
+func suggestGPU(w io.Writer) {
+	s := llamaruntime.Suggest()
+	if s.Backend == llamaruntime.DefaultBackend() {
+		return
+	}
+	if b, err := llamaruntime.BuildFor(s.Backend); err == nil && b.Installed() {
+		fmt.Fprintf(w, "this machine has %s: the %s build is installed; use it with %s=%s or in the app's Settings\n",
+			s.Reason, s.Backend, llamaruntime.EnvBackend, s.Backend)
+		return
+	}
+	fmt.Fprintf(w, "this machine has %s: `beekeeper runtime install --backend %s` for GPU offload\n", s.Reason, s.Backend)
+}
+
+// listRuntimes prints every build of this platform, installed or not, and marks the
+// folder workers use.
+func listRuntimes() {
+	selected, err := llamaruntime.Locate("")
+	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BACKEND\tINSTALLED\tFOLDER")
+	custom := selected != ""
+	for _, b := range llamaruntime.Builds() {
+		mark := ""
+		if b.Dir == selected {
+			mark, custom = "*", false
+		}
+		switch {
+		case b.Installed():
+			fmt.Fprintf(tw, "%s%s\tyes\t%s\n", b.Backend, mark, b.Dir)
+		case b.Backend == llamaruntime.DefaultBackend():
+			fmt.Fprintf(tw, "%s%s\tno\t%s  (beekeeper runtime install)\n", b.Backend, mark, b.Dir)
+		default:
+			fmt.Fprintf(tw, "%s%s\tno\t%s  (beekeeper runtime install --backend %s)\n", b.Backend, mark, b.Dir, b.Backend)
+		}
+	}
+	if custom { // $BEEKEEPER_LLAMA_LIB or $YZMA_LIB: a folder of no build above
+		fmt.Fprintf(tw, "%s*\tyes\t%s\n", llamaruntime.BackendOf(selected), selected)
+	}
+	tw.Flush()
+	if err != nil {
+		fmt.Printf("\nno runtime for workers (chosen by %s): %v\n", llamaruntime.SelectedBy(), err)
+	} else {
+		fmt.Printf("\n* what workers use, chosen by %s; %s=NAME picks another installed build, %s=DIR your own\n",
+			llamaruntime.SelectedBy(), llamaruntime.EnvBackend, llamaruntime.EnvLib)
+	}
+	s := llamaruntime.Suggest()
+	fmt.Printf("suggested here: %s, for %s\n", s.Backend, s.Reason)
+}
+
+func backendNames() string {
+	var s string
+	for i, b := range llamaruntime.Builds() {
+		if i > 0 {
+			s += ", "
+		}
+		s += b.Backend
+	}
+	return s
 }

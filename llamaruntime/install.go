@@ -26,25 +26,34 @@ func Installed(dir string) bool {
 	return err == nil
 }
 
-// Install fetches the prebuilt llama.cpp package with `npm pack` and unpacks its shared
-// libraries into dir (DefaultDir when empty). It does nothing when dir already holds a
-// finished install. logf receives progress lines.
+// Install installs the default build (see InstallBackend).
 func Install(ctx context.Context, dir string, logf func(format string, args ...any)) (string, error) {
+	return InstallBackend(ctx, "", dir, logf)
+}
+
+// InstallBackend fetches the prebuilt llama.cpp packages of a backend ("" = the default)
+// with `npm pack` and unpacks their shared libraries into dir (the build's cache folder
+// when empty). It does nothing when dir already holds a finished install. logf receives
+// progress lines.
+func InstallBackend(ctx context.Context, backend, dir string, logf func(format string, args ...any)) (string, error) {
+	b, err := BuildFor(backend)
+	if err != nil {
+		return "", err
+	}
 	if dir == "" {
-		dir = DefaultDir()
+		dir = b.Dir
 	}
 	if Installed(dir) {
-		logf("llama.cpp runtime already installed in %s", dir)
+		if got := BackendOf(dir); got != b.Backend && got != BackendCustom {
+			return "", fmt.Errorf("%w: %s holds the %s build, not %s; name another folder", ErrFolderInUse, dir, got, b.Backend)
+		}
+		logf("llama.cpp %s runtime already installed in %s", b.Backend, dir)
 		return dir, nil
 	}
 	// The install moves a finished folder into place, so dir is either absent or
 	// empty unless it holds something else: never replace a user's folder.
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		return "", fmt.Errorf("%w: %s already holds files and no Beekeeper install; name an empty or new folder", ErrFolderInUse, dir)
-	}
-	plat, err := platformPackage()
-	if err != nil {
-		return "", err
 	}
 	npm, err := exec.LookPath("npm")
 	if err != nil {
@@ -58,37 +67,54 @@ func Install(ctx context.Context, dir string, logf func(format string, args ...a
 		return "", fmt.Errorf("create temp folder: %w", err)
 	}
 	defer os.RemoveAll(work)
-
-	pkg := fmt.Sprintf("%s/%s@%s", NpmScope, plat, NpmVersion)
-	logf("fetching %s from the npm registry", pkg)
-	cmd := exec.CommandContext(ctx, npm, "pack", "--silent", pkg)
-	cmd.Dir = work
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("npm pack %s: %w: %s", pkg, err, strings.TrimSpace(string(out)))
-	}
-	tgz := filepath.Join(work, strings.TrimSpace(lastLine(string(out))))
 	staging := filepath.Join(work, "lib")
 	if err := os.Mkdir(staging, 0o755); err != nil {
 		return "", err
 	}
-	n, err := extractLibs(tgz, "package/bins/"+plat+"/", staging)
-	if err != nil {
-		return "", fmt.Errorf("unpack %s: %w", tgz, err)
+
+	var specs []string
+	for _, name := range b.Packages {
+		spec := fmt.Sprintf("%s/%s@%s", NpmScope, name, NpmVersion)
+		logf("fetching %s from the npm registry", spec)
+		tgz, err := npmPack(ctx, npm, spec, work)
+		if err != nil {
+			return "", err
+		}
+		// Every package of a build keeps its files under the first one's bins folder
+		// (CUDA's -ext adds fallback/libggml-cuda.so there).
+		n, err := extractLibs(tgz, "package/bins/"+b.Packages[0]+"/", staging)
+		if err != nil {
+			return "", fmt.Errorf("unpack %s: %w", spec, err)
+		}
+		if err := os.Remove(tgz); err != nil { // CUDA's tarballs are hundreds of MB
+			return "", err
+		}
+		logf("unpacked %d libraries", n)
+		specs = append(specs, spec)
 	}
-	logf("unpacked %d libraries", n)
 	if err := linkUnversioned(staging); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(staging, markerFile), []byte(pkg+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(staging, markerFile), []byte(strings.Join(specs, "\n")+"\n"), 0o644); err != nil {
 		return "", err
 	}
 	_ = os.Remove(dir) // an empty folder the user named; Rename needs it gone
 	if err := os.Rename(staging, dir); err != nil {
 		return "", fmt.Errorf("move runtime into place: %w", err)
 	}
-	logf("llama.cpp runtime installed in %s", dir)
+	logf("llama.cpp %s runtime installed in %s", b.Backend, dir)
 	return dir, nil
+}
+
+// npmPack downloads one package's tarball into dir and returns its path.
+func npmPack(ctx context.Context, npm, spec, dir string) (string, error) {
+	cmd := exec.CommandContext(ctx, npm, "pack", "--silent", spec)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("npm pack %s: %w: %s (is the npm registry reachable?)", spec, err, strings.TrimSpace(string(out)))
+	}
+	return filepath.Join(dir, lastLine(string(out))), nil
 }
 
 func lastLine(s string) string {
@@ -99,7 +125,7 @@ func lastLine(s string) string {
 	return s
 }
 
-// extractLibs copies the regular files under prefix in the tarball into dst.
+// extractLibs copies the shared libraries under prefix in the tarball into dst.
 func extractLibs(tgz, prefix, dst string) (int, error) {
 	f, err := os.Open(tgz)
 	if err != nil {
@@ -120,14 +146,20 @@ func extractLibs(tgz, prefix, dst string) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		if hdr.Typeflag != tar.TypeReg || !strings.HasPrefix(hdr.Name, prefix) {
+		rel, ok := strings.CutPrefix(hdr.Name, prefix)
+		if hdr.Typeflag != tar.TypeReg || !ok || !isLibrary(rel) {
 			continue
 		}
-		name := path.Base(hdr.Name)
-		if !isLibrary(name) {
-			continue
+		// Subfolders are kept (CUDA's fallback/); a name climbing out of dst is refused.
+		rel = path.Clean(rel)
+		if !filepath.IsLocal(rel) {
+			return n, fmt.Errorf("unsafe path %q in the package", hdr.Name)
 		}
-		out, err := os.OpenFile(filepath.Join(dst, name), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+		target := filepath.Join(dst, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			return n, err
+		}
+		out, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
 		if err != nil {
 			return n, err
 		}
@@ -150,11 +182,11 @@ func isLibrary(name string) bool {
 	return strings.HasSuffix(name, ".so") || strings.HasSuffix(name, ".dylib") || strings.HasSuffix(name, ".dll")
 }
 
-// linkUnversioned adds libllama.so -> libllama.vX.so and libggml.so -> libggml.vX.so,
-// the names yzma's loader opens.
+// linkUnversioned adds libllama.so -> libllama.vX.so and libggml.so -> libggml.vX.so
+// (libllama.vulkan.vX.so in the GPU builds), the names yzma's loader opens.
 func linkUnversioned(dir string) error {
 	for _, base := range []string{"libllama", "libggml"} {
-		matches, _ := filepath.Glob(filepath.Join(dir, base+".v*.so"))
+		matches, _ := filepath.Glob(filepath.Join(dir, base+".*.so"))
 		if len(matches) == 0 {
 			continue // not a Linux package, or already unversioned
 		}

@@ -1,8 +1,9 @@
-// Package llamaruntime owns the llama.cpp shared libraries: where they are looked for,
-// how they are installed into the cache, and loading them into this process.
+// Package llamaruntime owns the llama.cpp shared libraries: which prebuilt backends there
+// are, where they are looked for, installing them into the cache, and loading them.
 package llamaruntime
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -13,9 +14,13 @@ import (
 	"github.com/beekeeper-hive/beekeeper/internal/dirs"
 )
 
-// EnvLib names a folder holding the llama.cpp shared libraries, for a user's own build
-// (CUDA, Metal, Vulkan). YZMA_LIB, yzma's own variable, is honoured too.
+// EnvLib names a folder holding the llama.cpp shared libraries, for a user's own build.
+// YZMA_LIB, yzma's own variable, is honoured too.
 const EnvLib = "BEEKEEPER_LLAMA_LIB"
+
+// EnvBackend names the installed backend to use (cpu, vulkan, cuda) when no folder is
+// given; a folder ($BEEKEEPER_LLAMA_LIB, $YZMA_LIB, a flag) wins over it.
+const EnvBackend = "BEEKEEPER_BACKEND"
 
 // The prebuilt llama.cpp that yzma v1.28.0 speaks to, from the npm registry.
 const (
@@ -23,18 +28,148 @@ const (
 	NpmVersion = "3.21.1"
 )
 
+// Backend names. Custom is a folder that is not one of the prebuilt builds.
+const (
+	BackendCPU    = "cpu"
+	BackendVulkan = "vulkan"
+	BackendCUDA   = "cuda"
+	BackendMetal  = "metal"
+	BackendCustom = "custom"
+)
+
+// Build is one prebuilt llama.cpp the npm registry offers for this platform.
+type Build struct {
+	Backend string
+	// Packages are the npm package names (without the scope): the first holds the
+	// libraries; the others extend it (CUDA's -ext holds a build for the older CUDA runtime).
+	Packages []string
+	Dir      string // its cache folder
+}
+
+// Installed reports whether the build's cache folder holds a finished install.
+func (b Build) Installed() bool { return Installed(b.Dir) }
+
+// builds lists the prebuilt builds per platform, the default first.
+func builds(goos, goarch string) []Build {
+	var bs []Build
+	switch goos + "/" + goarch {
+	case "linux/amd64":
+		bs = []Build{
+			{Backend: BackendCPU, Packages: []string{"linux-x64"}},
+			{Backend: BackendVulkan, Packages: []string{"linux-x64-vulkan"}},
+			{Backend: BackendCUDA, Packages: []string{"linux-x64-cuda", "linux-x64-cuda-ext"}},
+		}
+	case "linux/arm64":
+		bs = []Build{{Backend: BackendCPU, Packages: []string{"linux-arm64"}}}
+	case "darwin/arm64":
+		bs = []Build{{Backend: BackendMetal, Packages: []string{"mac-arm64-metal"}}}
+	case "darwin/amd64":
+		bs = []Build{{Backend: BackendCPU, Packages: []string{"mac-x64"}}}
+	case "windows/amd64":
+		bs = []Build{
+			{Backend: BackendCPU, Packages: []string{"win-x64"}},
+			{Backend: BackendVulkan, Packages: []string{"win-x64-vulkan"}},
+			{Backend: BackendCUDA, Packages: []string{"win-x64-cuda", "win-x64-cuda-ext"}},
+		}
+	}
+	for i := range bs {
+		bs[i].Dir = filepath.Join(dirs.Cache(), "llama.cpp", bs[i].Packages[0]+"-"+NpmVersion)
+	}
+	return bs
+}
+
+// Builds lists the prebuilt builds for this platform, the default first; none where the
+// npm registry has no llama.cpp for it.
+func Builds() []Build { return builds(runtime.GOOS, runtime.GOARCH) }
+
+// DefaultBackend is the build `beekeeper runtime install` takes without --backend: the
+// CPU build, or Metal on Apple silicon.
+func DefaultBackend() string {
+	if bs := Builds(); len(bs) > 0 {
+		return bs[0].Backend
+	}
+	return BackendCPU
+}
+
+// ErrUnknownBackend is matched by the error of a backend name this platform has no build for.
+var ErrUnknownBackend = errors.New("unknown llama.cpp backend")
+
+// BuildFor returns the build of a backend ("" = the default), or an error naming the
+// backends there are.
+func BuildFor(backend string) (Build, error) {
+	bs := Builds()
+	if len(bs) == 0 {
+		return Build{}, fmt.Errorf("%w: no prebuilt llama.cpp for %s/%s: build llama.cpp yourself and set %s",
+			ErrUnknownBackend, runtime.GOOS, runtime.GOARCH, EnvLib)
+	}
+	if backend == "" {
+		return bs[0], nil
+	}
+	names := make([]string, len(bs))
+	for i, b := range bs {
+		if b.Backend == backend {
+			return b, nil
+		}
+		names[i] = b.Backend
+	}
+	return Build{}, fmt.Errorf("%w %q: %s/%s has %s", ErrUnknownBackend, backend, runtime.GOOS, runtime.GOARCH, strings.Join(names, ", "))
+}
+
+// DefaultDir is the cache folder of the default build.
+func DefaultDir() string {
+	if b, err := BuildFor(""); err == nil {
+		return b.Dir
+	}
+	return filepath.Join(dirs.Cache(), "llama.cpp", runtime.GOOS+"-"+runtime.GOARCH+"-"+NpmVersion)
+}
+
+// BackendOf names the backend of a runtime folder: the build its install record names,
+// else the build whose cache folder it is, else BackendCustom (a user's own build).
+func BackendOf(dir string) string {
+	if f, err := os.Open(filepath.Join(dir, markerFile)); err == nil {
+		line, _ := bufio.NewReader(f).ReadString('\n')
+		f.Close()
+		pkg := strings.TrimPrefix(strings.TrimSpace(line), NpmScope+"/")
+		pkg, _, _ = strings.Cut(pkg, "@")
+		for _, b := range Builds() {
+			if b.Packages[0] == pkg {
+				return b.Backend
+			}
+		}
+	}
+	if b, ok := buildAt(dir); ok {
+		return b.Backend
+	}
+	return BackendCustom
+}
+
+// buildAt returns the build whose cache folder dir is.
+func buildAt(dir string) (Build, bool) {
+	for _, b := range Builds() {
+		if filepath.Clean(dir) == b.Dir {
+			return b, true
+		}
+	}
+	return Build{}, false
+}
+
 // ErrMissing is matched (errors.Is) by every "runtime not found" error.
 var ErrMissing = errors.New("llama.cpp runtime not found")
 
 // MissingError says where the runtime was looked for and how to install it.
 type MissingError struct {
-	Looked []string
+	Looked  []string
+	Backend string // the build that was asked for; "" = the default
 }
 
 func (e *MissingError) Error() string {
-	return fmt.Sprintf("llama.cpp runtime not found (looked in %s); install it with `beekeeper runtime install` "+
+	install := "beekeeper runtime install"
+	if e.Backend != "" && e.Backend != DefaultBackend() {
+		install += " --backend " + e.Backend
+	}
+	return fmt.Sprintf("llama.cpp runtime not found (looked in %s); install it with `%s` "+
 		"(needs npm), or set %s to the folder of your own llama.cpp build's %s",
-		strings.Join(e.Looked, ", "), EnvLib, LibraryFile())
+		strings.Join(e.Looked, ", "), install, EnvLib, LibraryFile())
 }
 
 // Is makes errors.Is(err, ErrMissing) hold.
@@ -52,52 +187,69 @@ func LibraryFile() string {
 	}
 }
 
-// platformPackage is the node-llama-cpp package name part for this platform.
-func platformPackage() (string, error) {
-	switch runtime.GOOS + "/" + runtime.GOARCH {
-	case "linux/amd64":
-		return "linux-x64", nil
-	case "linux/arm64":
-		return "linux-arm64", nil
-	case "darwin/arm64":
-		return "mac-arm64-metal", nil
-	case "darwin/amd64":
-		return "mac-x64", nil
-	case "windows/amd64":
-		return "win-x64", nil
-	}
-	return "", fmt.Errorf("no prebuilt llama.cpp for %s/%s: build llama.cpp yourself and set %s", runtime.GOOS, runtime.GOARCH, EnvLib)
-}
-
-// DefaultDir is the cache folder `beekeeper runtime install` fills.
-func DefaultDir() string {
-	plat, err := platformPackage()
-	if err != nil {
-		plat = runtime.GOOS + "-" + runtime.GOARCH
-	}
-	return filepath.Join(dirs.Cache(), "llama.cpp", plat+"-"+NpmVersion)
-}
-
 // Locate finds the runtime folder: the explicit folder (a flag or setting) when given,
-// else $BEEKEEPER_LLAMA_LIB, else $YZMA_LIB, else the cache folder. An explicit folder
-// that lacks the library is an error, not a reason to fall back silently.
+// else $BEEKEEPER_LLAMA_LIB, else $YZMA_LIB, else the install of the backend
+// $BEEKEEPER_BACKEND names, else the default (CPU) install. An explicit folder or a named
+// backend that lacks the library is an error, not a reason to fall back silently.
 func Locate(explicit string) (string, error) {
-	var candidates []string
+	dir, _, err := locate(explicit, "")
+	return dir, err
+}
+
+// LocateBackend is Locate with a backend named by the caller (a flag, a setting) in
+// place of $BEEKEEPER_BACKEND; "" leaves the choice to $BEEKEEPER_BACKEND. The folder
+// variables still win: they name a user's own build.
+func LocateBackend(backend string) (string, error) {
+	dir, _, err := locate("", backend)
+	return dir, err
+}
+
+// SelectedBy says what picks the folder Locate("") returns: "$BEEKEEPER_LLAMA_LIB",
+// "$YZMA_LIB", "$BEEKEEPER_BACKEND=vulkan" or "the default".
+func SelectedBy() string {
+	_, by, _ := locate("", "")
+	return by
+}
+
+// locate is Locate and LocateBackend, and what chose the folder.
+func locate(explicit, backend string) (dir, by string, err error) {
 	switch {
 	case explicit != "":
-		candidates = []string{explicit}
+		b, _ := buildAt(explicit)
+		return check(explicit, "the folder given", b.Backend)
 	case os.Getenv(EnvLib) != "":
-		candidates = []string{os.Getenv(EnvLib)}
-	default:
-		if v := os.Getenv("YZMA_LIB"); v != "" {
-			candidates = append(candidates, v)
-		}
-		candidates = append(candidates, DefaultDir())
+		return check(os.Getenv(EnvLib), "$"+EnvLib, "")
+	case os.Getenv("YZMA_LIB") != "" && hasLibrary(os.Getenv("YZMA_LIB")):
+		return os.Getenv("YZMA_LIB"), "$YZMA_LIB", nil // unlike ours, a stale one falls through
 	}
-	for _, dir := range candidates {
-		if fi, err := os.Stat(filepath.Join(dir, LibraryFile())); err == nil && !fi.IsDir() {
-			return dir, nil
+	by = "backend " + backend
+	if backend == "" {
+		by = "the default"
+		if backend = os.Getenv(EnvBackend); backend != "" {
+			by = "$" + EnvBackend + "=" + backend
 		}
 	}
-	return "", &MissingError{Looked: candidates}
+	b, err := BuildFor(backend)
+	if err != nil {
+		return "", by, fmt.Errorf("%s: %w", by, err)
+	}
+	dir, by, err = check(b.Dir, by, b.Backend)
+	var missing *MissingError
+	if v := os.Getenv("YZMA_LIB"); v != "" && errors.As(err, &missing) {
+		missing.Looked = append([]string{v}, missing.Looked...)
+	}
+	return dir, by, err
+}
+
+// check returns dir when it holds the library, else a MissingError naming the fix.
+func check(dir, by, backend string) (string, string, error) {
+	if !hasLibrary(dir) {
+		return "", by, &MissingError{Looked: []string{dir}, Backend: backend}
+	}
+	return dir, by, nil
+}
+
+func hasLibrary(dir string) bool {
+	fi, err := os.Stat(filepath.Join(dir, LibraryFile()))
+	return err == nil && !fi.IsDir()
 }

@@ -130,6 +130,43 @@ func TestExtractAndLink(t *testing.T) {
 	}
 }
 
+// TestExtractGPUBackendLayout: the GPU builds name their libraries libllama.vulkan.vX.so,
+// and CUDA's -ext package adds fallback/libggml-cuda.so, which must not overwrite the
+// main libggml-cuda.so.
+func TestExtractGPUBackendLayout(t *testing.T) {
+	main := writeTarball(t, map[string]string{
+		"package/bins/linux-x64-cuda/libllama.cuda.v0.4.0.so": "llama",
+		"package/bins/linux-x64-cuda/libggml.cuda.v0.4.0.so":  "ggml",
+		"package/bins/linux-x64-cuda/libggml-cuda.so":         "cuda 13",
+		"package/bins/linux-x64-cuda/libllama-common.so":      "common",
+	})
+	ext := writeTarball(t, map[string]string{
+		"package/bins/linux-x64-cuda/fallback/libggml-cuda.so": "cuda 12",
+	})
+	dst := t.TempDir()
+	for _, tgz := range []string{main, ext} {
+		if _, err := extractLibs(tgz, "package/bins/linux-x64-cuda/", dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := linkUnversioned(dst); err != nil {
+		t.Fatal(err)
+	}
+	for file, want := range map[string]string{
+		"libllama.so": "llama", "libggml.so": "ggml",
+		"libggml-cuda.so": "cuda 13", "fallback/libggml-cuda.so": "cuda 12",
+	} {
+		if b, err := os.ReadFile(filepath.Join(dst, file)); err != nil || string(b) != want {
+			t.Fatalf("%s reads %q (%v), want %q", file, b, err, want)
+		}
+	}
+
+	evil := writeTarball(t, map[string]string{"package/bins/linux-x64/../../../escape.so": "x"})
+	if _, err := extractLibs(evil, "package/bins/linux-x64/", t.TempDir()); err == nil {
+		t.Fatal("a path climbing out of the folder must be refused")
+	}
+}
+
 // TestInstallIsIdempotent: a finished install is recognised and nothing is fetched again.
 func TestInstallIsIdempotent(t *testing.T) {
 	dir := t.TempDir()

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs what Beekeeper needs on Debian/Ubuntu, idempotently: the C libraries Fyne needs,
 # Xvfb (for tests), npm (to fetch the llama.cpp runtime), a Go toolchain, then builds
-# bin/beekeeper and installs the llama.cpp runtime into the cache. Sourced by run.sh/test.sh.
+# bin/beekeeper and installs the llama.cpp runtime (CPU and Vulkan builds) into the cache.
+# Sourced by run.sh/test.sh.
 set -euo pipefail
 
 BEEKEEPER_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-APT_PACKAGES=(gcc pkg-config libgl1-mesa-dev xorg-dev libxkbcommon-dev xvfb xauth xdotool imagemagick iproute2 ca-certificates)
+# mesa-vulkan-drivers + libvulkan1: a software Vulkan device (llvmpipe), so the Vulkan
+# build's tests run without a GPU.
+APT_PACKAGES=(gcc pkg-config libgl1-mesa-dev xorg-dev libxkbcommon-dev xvfb xauth xdotool imagemagick iproute2 ca-certificates
+  mesa-vulkan-drivers libvulkan1)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -74,6 +78,8 @@ build_beekeeper() {
 install_runtime() {
   echo "==> llama.cpp runtime"
   "$BEEKEEPER_ROOT/bin/beekeeper" runtime install
+  # The Vulkan build too (~27 MB): the GPU-offload tests run it on llvmpipe.
+  "$BEEKEEPER_ROOT/bin/beekeeper" runtime install --backend vulkan
 }
 
 setup_all() {

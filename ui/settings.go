@@ -1,6 +1,8 @@
 package ui
 
 import (
+	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/beekeeper-hive/beekeeper/app"
+	"github.com/beekeeper-hive/beekeeper/llamaruntime"
 )
 
 // settingsScreen is the Settings tab (UI thread only).
@@ -20,6 +23,9 @@ type settingsScreen struct {
 	portMin    *keyEntry
 	portMax    *keyEntry
 	llamaLib   *keyEntry
+	backend    *widget.Select
+	backends   []string // the backend of each of backend's options; "" = auto
+	suggestion *widget.Label
 	stopOnQuit *widget.Check
 	heartbeat  *keyEntry
 	saveBt     *widget.Button
@@ -39,6 +45,18 @@ func newSettingsScreen(u *UI) *settingsScreen {
 	s.llamaLib = newKeyEntry(s.save, nil)
 	s.llamaLib.SetPlaceHolder("installed runtime (beekeeper runtime install)")
 	s.llamaLib.SetText(st.LlamaLib)
+	s.backend = widget.NewSelect(nil, nil)
+	s.fillBackends(st.Backend)
+	s.suggestion = widget.NewLabel("")
+	s.suggestion.Importance = widget.LowImportance
+	s.suggestion.Wrapping = fyne.TextWrapWord
+	u.goBackground(func(context.Context) {
+		sug := llamaruntime.Suggest() // reads driver files and `ldconfig -p`: off the UI thread
+		u.do(func() {
+			s.suggestion.SetText(fmt.Sprintf("This machine has %s: the %s build suits it. "+
+				"A runtime folder set above overrides the backend.", sug.Reason, sug.Backend))
+		})
+	})
 	s.stopOnQuit = widget.NewCheck("Stop workers when the app quits", nil)
 	s.stopOnQuit.SetChecked(st.StopWorkersOnQuit)
 	s.heartbeat = newKeyEntry(s.save, nil)
@@ -67,6 +85,7 @@ func newSettingsScreen(u *UI) *settingsScreen {
 		widget.NewFormItem("Models folder", container.NewBorder(nil, nil, nil, folder(s.models), s.models)),
 		widget.NewFormItem("Worker ports", ports),
 		widget.NewFormItem("llama.cpp runtime", container.NewBorder(nil, nil, nil, folder(s.llamaLib), s.llamaLib)),
+		widget.NewFormItem("llama.cpp backend", container.NewVBox(s.backend, s.suggestion)),
 		widget.NewFormItem("On quit", container.NewVBox(s.stopOnQuit, keep)),
 		widget.NewFormItem("Embedded Queen heartbeat", s.heartbeat),
 	)
@@ -88,6 +107,9 @@ func (s *settingsScreen) read() (app.Settings, error) {
 	st := s.u.core.Settings()
 	st.ModelsFolder = strings.TrimSpace(s.models.Text)
 	st.LlamaLib = strings.TrimSpace(s.llamaLib.Text)
+	if i := s.backend.SelectedIndex(); i >= 0 {
+		st.Backend = s.backends[i]
+	}
 	st.StopWorkersOnQuit = s.stopOnQuit.Checked
 	var err error
 	if st.PortMin, err = strconv.Atoi(strings.TrimSpace(s.portMin.Text)); err != nil {
@@ -112,4 +134,28 @@ func (s *settingsScreen) save() {
 		return
 	}
 	s.saved.SetText("Saved " + time.Now().Format("15:04:05"))
+	s.fillBackends(st.Backend) // a build installed meanwhile loses its hint
+}
+
+// fillBackends lists auto and this platform's builds, each not installed with the
+// command that installs it, and selects chosen.
+func (s *settingsScreen) fillBackends(chosen string) {
+	labels := []string{"auto ($" + llamaruntime.EnvBackend + ", else " + llamaruntime.DefaultBackend() + ")"}
+	s.backends = []string{""}
+	for _, b := range llamaruntime.Builds() {
+		label := b.Backend
+		if !b.Installed() {
+			label += " — not installed: run `beekeeper runtime install --backend " + b.Backend + "`"
+		}
+		labels = append(labels, label)
+		s.backends = append(s.backends, b.Backend)
+	}
+	s.backend.SetOptions(labels)
+	for i, b := range s.backends {
+		if b == chosen {
+			s.backend.SetSelectedIndex(i)
+			return
+		}
+	}
+	s.backend.SetSelectedIndex(0)
 }
