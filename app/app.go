@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -116,6 +117,19 @@ func (a *App) Log() *LogRing { return a.ring }
 func (a *App) Logger() *slog.Logger { return a.log }
 
 // Settings returns the current settings.
+// ProbeDevices asks the worker binary for the devices the chosen llama.cpp runtime sees,
+// so the app never loads the libraries itself (they would stay in its memory).
+func (a *App) ProbeDevices(ctx context.Context) ([]models.Device, error) {
+	exe := a.cfg.WorkerBinary
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("find the beekeeper binary: %w", err)
+		}
+	}
+	return models.ProbeDevices(ctx, exe, a.Settings().RuntimeDir())
+}
+
 func (a *App) Settings() Settings {
 	a.mu.Lock()
 	defer a.mu.Unlock()

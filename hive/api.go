@@ -71,6 +71,7 @@ type SpawnRequest struct {
 	WorkerType string // default "llm"
 	CtxSize    int    // 0 = the worker's default
 	Threads    int    // 0 = the worker's default
+	GPULayers  string // "auto" or a layer count for --gpu-layers; "" = the worker's default
 	Port       int    // 0 = first free port in the range; a taken explicit port is ErrPortTaken
 	// RegisterWithQueen registers the worker with the configured Queen at once (fast
 	// path) when true; the background sync registers it anyway while a Queen is set.

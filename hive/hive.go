@@ -422,7 +422,7 @@ func (h *Hive) Spawn(ctx context.Context, req SpawnRequest, progress func(SpawnP
 	portMin, portMax := h.PortRange()
 	proc, err := h.sp.Start(ctx, spawner.Spec{
 		ModelPath: req.ModelPath, WorkerType: req.WorkerType,
-		CtxSize: req.CtxSize, Threads: req.Threads,
+		CtxSize: req.CtxSize, Threads: req.Threads, GPULayers: req.GPULayers,
 		Port: req.Port, PortMin: portMin, PortMax: portMax,
 		BindHost: bind, AdvertiseHost: advertise,
 		SpawnedBy: h.opts.SpawnedBy, QueenURL: queenURL, Token: token,

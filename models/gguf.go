@@ -11,7 +11,7 @@ import (
 )
 
 // This file reads the header of a GGUF file: the metadata the Models screen shows and the
-// tensor table the memory estimate needs (format:
+// tensor table behind the parameter count and quantization (format:
 // https://github.com/ggml-org/ggml/blob/master/docs/gguf.md).
 // Every count and length in the header is checked against the bytes left in the file
 // before it is used, so a hostile or damaged file costs an error, never a huge
@@ -497,22 +497,14 @@ func (d *decoder) tensor(h *ggufHeader, i uint64) error {
 	return nil
 }
 
-// satAdd and satMul saturate instead of wrapping: a hostile header gives a silly
-// estimate, not a small one.
+// satAdd saturates instead of wrapping: a hostile header gives a silly byte count, not
+// a small one.
 func satAdd(a, b uint64) uint64 {
 	s, c := bits.Add64(a, b, 0)
 	if c != 0 {
 		return math.MaxUint64
 	}
 	return s
-}
-
-func satMul(a, b uint64) uint64 {
-	hi, lo := bits.Mul64(a, b)
-	if hi != 0 {
-		return math.MaxUint64
-	}
-	return lo
 }
 
 // ggmlType is a tensor type: name and size of a block of block elements.

@@ -186,7 +186,7 @@ func TestInspectRealModel(t *testing.T) {
 	}
 	want := Info{Path: path, Name: "stories260K", FileSize: info.FileSize, Architecture: "llama",
 		Parameters: 292_800, ParametersText: "292.80 K", Quantization: "F32",
-		ContextLength: 2048, Layers: 5, MemoryContext: 2048, MemoryEstimate: info.MemoryEstimate}
+		ContextLength: 2048, Layers: 5}
 	if info != want {
 		t.Fatalf("Inspect = %+v\nwant      %+v", info, want)
 	}
@@ -200,13 +200,9 @@ func TestInspectRealModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := estimateMemory(h, info.FileSize, 2048)
-	// 5 layers × 2048 tokens × (K and V: 4 KV heads × 64/8 dims) × 2 bytes.
-	if wantKV := uint64(5 * 2048 * (2 * 4 * 8) * 2); m.KV != wantKV {
-		t.Errorf("KV cache %d, want %d", m.KV, wantKV)
-	}
-	if m.Header+m.Weights != uint64(info.FileSize) || info.MemoryEstimate != m.total() {
-		t.Errorf("estimate %+v does not account for the %d-byte file", m, info.FileSize)
+	// The header and the F32 weights are the whole file.
+	if h.UnknownType || uint64(h.DataOffset)+h.WeightBytes != uint64(info.FileSize) {
+		t.Errorf("header %d + weights %d bytes do not account for the %d-byte file", h.DataOffset, h.WeightBytes, info.FileSize)
 	}
 	if n, _ := h.length("tokenizer.ggml.tokens"); n != 512 {
 		t.Errorf("vocabulary of %d tokens, want 512", n)
@@ -220,19 +216,9 @@ func TestInspectSyntheticModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const ctx = 4096
-	wantMem := memoryParts{
-		Header:  uint64(dataOffset),
-		Weights: synthWeights,
-		// 2 layers × ctx × (K and V: 2 KV heads × 256/8 dims) × 2 bytes (f16).
-		KV: 2 * ctx * (2*32 + 2*32) * 2,
-		// 4 MiB + n_batch 512 × 4 bytes × (300 tokens + 16 × 256 embd + ctx).
-		Compute: 4<<20 + 512*4*(300+16*256+ctx),
-	}
 	want := Info{Path: path, Name: "synth", FileSize: int64(len(file)), Architecture: "llama",
 		Parameters: synthParams, ParametersText: "301.31 K", Quantization: "Q4_K_M",
-		ContextLength: ctx, Layers: 2, HasChatTemplate: true,
-		MemoryEstimate: wantMem.total(), MemoryContext: ctx}
+		ContextLength: 4096, Layers: 2, HasChatTemplate: true}
 	if info != want {
 		t.Fatalf("Inspect = %+v\nwant      %+v", info, want)
 	}
@@ -244,8 +230,8 @@ func TestInspectSyntheticModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := estimateMemory(h, int64(len(file)), ctx); got != wantMem {
-		t.Fatalf("estimate %+v, want %+v", got, wantMem)
+	if h.WeightBytes != synthWeights || h.UnknownType {
+		t.Fatalf("weights %d bytes (unknown type %v), want %d", h.WeightBytes, h.UnknownType, synthWeights)
 	}
 	if h.DataOffset != int64(dataOffset) || h.Tensors != 6 || h.Version != 3 {
 		t.Fatalf("data offset %d, tensors %d, version %d", h.DataOffset, h.Tensors, h.Version)
@@ -284,83 +270,76 @@ func TestInspectSyntheticVariants(t *testing.T) {
 		name    string
 		kvs     []synthKV
 		tensors []synthTensor
-		check   func(t *testing.T, info Info, m memoryParts)
+		check   func(t *testing.T, info Info, h *ggufHeader)
 	}{
 		{"no file type: the type holding most bytes", withKVs(synthKV{"general.file_type", nil}), nil,
-			func(t *testing.T, info Info, _ memoryParts) {
+			func(t *testing.T, info Info, _ *ggufHeader) {
 				if info.Quantization != "Q4_K" {
 					t.Errorf("quantization %q, want Q4_K (89280 bytes, ahead of Q8_0's 81600)", info.Quantization)
 				}
 			}},
 		{"guessed flag on the file type", withKVs(synthKV{"general.file_type", uint32(1024 + 30)}), nil,
-			func(t *testing.T, info Info, _ memoryParts) {
+			func(t *testing.T, info Info, _ *ggufHeader) {
 				if info.Quantization != "IQ4_XS" {
 					t.Errorf("quantization %q, want IQ4_XS", info.Quantization)
 				}
 			}},
 		{"unknown file type: the type holding most bytes", withKVs(synthKV{"general.file_type", uint32(999)}), nil,
-			func(t *testing.T, info Info, _ memoryParts) {
+			func(t *testing.T, info Info, _ *ggufHeader) {
 				if info.Quantization != "Q4_K" {
 					t.Errorf("quantization %q, want Q4_K", info.Quantization)
 				}
 			}},
 		{"empty chat template", withKVs(synthKV{"tokenizer.chat_template", ""}), nil,
-			func(t *testing.T, info Info, _ memoryParts) {
+			func(t *testing.T, info Info, _ *ggufHeader) {
 				if info.HasChatTemplate {
 					t.Error("an empty template counts as a template")
 				}
 			}},
 		{"no chat template", withKVs(synthKV{"tokenizer.chat_template", nil}), nil,
-			func(t *testing.T, info Info, _ memoryParts) {
+			func(t *testing.T, info Info, _ *ggufHeader) {
 				if info.HasChatTemplate {
 					t.Error("a template without the key")
 				}
 			}},
-		{"long context capped, explicit head sizes, per-layer KV heads",
+		{"long context, explicit head sizes, per-layer KV heads",
 			withKVs(synthKV{"llama.context_length", uint32(131072)},
 				synthKV{"llama.attention.head_count_kv", []int32{2, 4}},
 				synthKV{"llama.attention.key_length", uint32(64)},
 				synthKV{"llama.attention.value_length", uint32(48)}),
 			nil,
-			func(t *testing.T, info Info, m memoryParts) {
-				if info.ContextLength != 131072 || info.MemoryContext != EstimateContextCap {
-					t.Errorf("context %d, estimated at %d", info.ContextLength, info.MemoryContext)
+			func(t *testing.T, info Info, h *ggufHeader) {
+				if info.ContextLength != 131072 {
+					t.Errorf("context %d", info.ContextLength)
 				}
-				// 2 layers × 8192 × (4 KV heads (the largest) × (64 + 48)) × 2 bytes.
-				if want := uint64(2 * 8192 * (4*64 + 4*48) * 2); m.KV != want {
-					t.Errorf("KV cache %d, want %d", m.KV, want)
-				}
-				if want := uint64(4<<20 + 512*4*(300+16*256+8192)); m.Compute != want {
-					t.Errorf("compute %d, want %d", m.Compute, want)
-				}
-			}},
-		{"no context length: the cap", withKVs(synthKV{"llama.context_length", nil}), nil,
-			func(t *testing.T, info Info, _ memoryParts) {
-				if info.ContextLength != 0 || info.MemoryContext != EstimateContextCap {
-					t.Errorf("context %d, estimated at %d", info.ContextLength, info.MemoryContext)
+				// A per-layer array keeps its largest element.
+				kv, _ := h.uint("llama.attention.head_count_kv")
+				k, _ := h.uint("llama.attention.key_length")
+				v, _ := h.uint("llama.attention.value_length")
+				if kv != 4 || k != 64 || v != 48 {
+					t.Errorf("KV heads %d, key %d, value %d; want 4, 64, 48", kv, k, v)
 				}
 			}},
-		{"no vocabulary array: vocab_size",
-			withKVs(synthKV{"tokenizer.ggml.tokens", nil}, synthKV{"llama.vocab_size", uint32(1000)}), nil,
-			func(t *testing.T, _ Info, m memoryParts) {
-				if want := uint64(4<<20 + 512*4*(1000+16*256+4096)); m.Compute != want {
-					t.Errorf("compute %d, want %d", m.Compute, want)
+		{"no context length", withKVs(synthKV{"llama.context_length", nil}), nil,
+			func(t *testing.T, info Info, _ *ggufHeader) {
+				if info.ContextLength != 0 {
+					t.Errorf("context %d", info.ContextLength)
 				}
 			}},
-		{"unknown tensor type: the file measures the weights", nil,
+		{"unknown tensor type: counted, not measured", nil,
 			append(synthTensors(), synthTensor{"blk.1.new.weight", []uint64{256, 4}, 200}),
-			func(t *testing.T, info Info, m memoryParts) {
-				if m.Weights != synthWeights+256*4*4 || info.Parameters != synthParams+1024 {
-					t.Errorf("weights %d, parameters %d", m.Weights, info.Parameters)
+			func(t *testing.T, info Info, h *ggufHeader) {
+				if !h.UnknownType || h.WeightBytes != synthWeights || info.Parameters != synthParams+1024 {
+					t.Errorf("unknown type %v, weights %d, parameters %d", h.UnknownType, h.WeightBytes, info.Parameters)
 				}
 				if info.Quantization != "Q4_K_M" {
 					t.Errorf("quantization %q", info.Quantization)
 				}
 			}},
 		{"no tensors", nil, []synthTensor{},
-			func(t *testing.T, info Info, m memoryParts) {
-				if info.Parameters != 0 || info.ParametersText != "0" || m.Weights != 0 {
-					t.Errorf("parameters %d %q, weights %d", info.Parameters, info.ParametersText, m.Weights)
+			func(t *testing.T, info Info, h *ggufHeader) {
+				if info.Parameters != 0 || info.ParametersText != "0" || h.WeightBytes != 0 {
+					t.Errorf("parameters %d %q, weights %d", info.Parameters, info.ParametersText, h.WeightBytes)
 				}
 			}},
 	}
@@ -382,11 +361,7 @@ func TestInspectSyntheticVariants(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m := estimateMemory(h, info.FileSize, info.MemoryContext)
-			if m.total() != info.MemoryEstimate || info.MemoryEstimate < uint64(info.FileSize) {
-				t.Fatalf("estimate %d (%+v) for a %d-byte file", info.MemoryEstimate, m, info.FileSize)
-			}
-			tc.check(t, info, m)
+			tc.check(t, info, h)
 		})
 	}
 }
@@ -585,7 +560,7 @@ func TestFormatParameters(t *testing.T) {
 }
 
 // FuzzReadGGUF feeds the reader damaged headers: it must return a header or an error
-// matching ErrNotGGUF, never panic, and what it returns must be safe to estimate from.
+// matching ErrNotGGUF, never panic, and what it returns must be safe to use.
 func FuzzReadGGUF(f *testing.F) {
 	file, _, dataOffset := synthGGUF(f, synthKVs(), synthTensors())
 	f.Add(file[:dataOffset])
@@ -606,10 +581,5 @@ func FuzzReadGGUF(f *testing.F) {
 			t.Fatalf("data offset %d for %d bytes", h.DataOffset, len(b))
 		}
 		_ = h.quantization()
-		for _, ctx := range []int{0, 512, EstimateContextCap} {
-			if m := estimateMemory(h, int64(len(b)), ctx); m.total() < uint64(len(b)) {
-				t.Fatalf("estimate %+v below the %d bytes read", m, len(b))
-			}
-		}
 	})
 }

@@ -1,5 +1,6 @@
 // Package models owns the GGUF model files on this machine: the library (the models
-// folder plus files the user added) with each file's metadata, and the downloader.
+// folder plus files the user added) with each file's metadata, the memory a worker
+// needs (estimate.go), the devices it can use (devices.go) and the downloader.
 package models
 
 import (
@@ -12,7 +13,8 @@ import (
 )
 
 // Info is what the library shows about one GGUF file. When the file cannot be read,
-// Err says why and the other fields but Path, Name and FileSize are empty.
+// Err says why and the other fields but Path, Name and FileSize are empty. The memory a
+// worker needs is EstimateMemory's (estimate.go), asked for when shown.
 type Info struct {
 	Path            string
 	Name            string // the name a worker serves it under (wire.ModelName)
@@ -24,11 +26,7 @@ type Info struct {
 	ContextLength   int    // the context it was trained for
 	Layers          int    // block count
 	HasChatTemplate bool
-	// MemoryEstimate is the RAM a CPU-only worker needs at a context of MemoryContext
-	// tokens (weights, KV cache and compute buffers); see estimateMemory.
-	MemoryEstimate uint64
-	MemoryContext  int
-	Err            error
+	Err             error
 }
 
 // ErrNotGGUF means a file is not a GGUF model (wrong magic, truncated, or damaged).
@@ -44,8 +42,9 @@ func Inspect(path string) (Info, error) {
 		return info, info.Err
 	}
 	info.FileSize = st.Size()
-	if st.IsDir() {
-		info.Err = fmt.Errorf("model %s is a folder: %w", path, ErrNotGGUF)
+	if !st.Mode().IsRegular() {
+		// Opening a FIFO would block until a writer comes, maybe forever.
+		info.Err = fmt.Errorf("model %s is %s: %w", path, fileKind(st.Mode()), ErrNotGGUF)
 		return info, info.Err
 	}
 	f, err := os.Open(path)
@@ -67,11 +66,6 @@ func Inspect(path string) (Info, error) {
 	info.ContextLength = clampInt(h.uint(arch + ".context_length"))
 	info.Layers = clampInt(h.uint(arch + ".block_count"))
 	info.HasChatTemplate = h.nonEmptyString("tokenizer.chat_template")
-	info.MemoryContext = EstimateContextCap
-	if info.ContextLength > 0 {
-		info.MemoryContext = min(info.ContextLength, EstimateContextCap)
-	}
-	info.MemoryEstimate = estimateMemory(h, info.FileSize, info.MemoryContext).total()
 	return info, nil
 }
 
@@ -81,90 +75,6 @@ func clampInt(v uint64, ok bool) int {
 		return 0
 	}
 	return int(min(v, math.MaxInt32))
-}
-
-// EstimateContextCap bounds the context the memory estimate assumes: models trained for
-// 128K tokens are rarely run at it, and the full figure would scare for no reason. It is
-// also the context assumed when the file does not say.
-const EstimateContextCap = 8192
-
-// memoryParts is the memory estimate by part, in bytes.
-type memoryParts struct {
-	Header  uint64 // metadata and vocabulary, read whole by llama.cpp
-	Weights uint64 // tensor data, mapped and all touched on CPU
-	KV      uint64 // the f16 KV cache
-	Compute uint64 // llama.cpp's compute buffer
-}
-
-func (m memoryParts) total() uint64 {
-	return satAdd(satAdd(m.Header, m.Weights), satAdd(m.KV, m.Compute))
-}
-
-// The compute buffer allowance is 4 MiB + n_batch × 4 × (n_vocab + 16 × n_embd + ctx)
-// bytes. A worker runs llama.cpp with n_batch = n_ubatch = min(ctx, 512) and flash
-// attention on (its "auto" picks it on CPU), so no per-head attention scores are held;
-// the buffer peaks at the logits (n_vocab × n_batch f32) or at a layer's activations (a
-// few n_embd-wide f32 rows per token plus three FFN intermediates of n_ff ≈ 3–4 ×
-// n_embd), and holds the attention mask (ctx × n_batch). Adding these instead of taking
-// the largest errs on the high side, the side to err on. The 4 MiB is the scheduler's and
-// graph's own overhead.
-const (
-	maxBatch           = 512
-	activationFactor   = 16
-	computeOverhead    = 4 << 20
-	f32Bytes, f16Bytes = 4, 2
-)
-
-// estimateMemory is the RAM llama.cpp needs on CPU for the model in h at ctx tokens:
-// the file's header and weights, the KV cache and the compute buffer.
-//
-// KV cache = block_count × ctx × (n_embd_k_gqa + n_embd_v_gqa) × 2 bytes (f16), with
-// n_embd_k_gqa = key_length × head_count_kv (key_length defaults to
-// embedding_length/head_count, head_count_kv to head_count) and likewise for values.
-// Per-layer arrays (hybrid models) count their largest entry for every layer.
-func estimateMemory(h *ggufHeader, fileSize int64, ctx int) memoryParts {
-	arch := h.str("general.architecture")
-	get := func(key string) uint64 { v, _ := h.uint(arch + "." + key); return v }
-
-	var m memoryParts
-	data := uint64(max(fileSize-h.DataOffset, 0))
-	m.Header = uint64(min(h.DataOffset, max(fileSize, 0)))
-	// The whole file is mapped, alignment padding included; when a tensor type is
-	// unknown the file is the only measure of the weights.
-	m.Weights = data
-	if !h.UnknownType {
-		m.Weights = max(h.WeightBytes, data)
-	}
-
-	embd, heads := get("embedding_length"), get("attention.head_count")
-	headsKV, ok := h.uint(arch + ".attention.head_count_kv")
-	if !ok {
-		headsKV = heads
-	}
-	var headDim uint64
-	if heads > 0 {
-		headDim = embd / heads
-	}
-	keyLen, ok := h.uint(arch + ".attention.key_length")
-	if !ok {
-		keyLen = headDim
-	}
-	valLen, ok := h.uint(arch + ".attention.value_length")
-	if !ok {
-		valLen = headDim
-	}
-	c := uint64(max(ctx, 0))
-	perToken := satMul(satAdd(satMul(keyLen, headsKV), satMul(valLen, headsKV)), f16Bytes)
-	m.KV = satMul(satMul(get("block_count"), c), perToken)
-
-	vocab, ok := h.length("tokenizer.ggml.tokens")
-	if !ok {
-		vocab = get("vocab_size")
-	}
-	batch := min(c, maxBatch)
-	perRow := satAdd(satAdd(vocab, satMul(embd, activationFactor)), c)
-	m.Compute = satAdd(computeOverhead, satMul(satMul(batch, f32Bytes), perRow))
-	return m
 }
 
 // FormatBytes is n bytes for people, in binary units: "512 B", "1.1 MiB", "3.8 GiB".

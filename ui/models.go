@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image/color"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/canvas"
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/dialog"
 	"fyne.io/fyne/v2/storage"
@@ -51,8 +53,12 @@ func (u *UI) modelInUse(path string) bool {
 	return false
 }
 
-// Columns of the models list.
-var modelCols = []string{"Model", "Architecture", "Parameters", "Quantization", "Context", "File size", "Chat template", "Memory (est.)"}
+// Columns of the models list, and the share of the width each takes. The estimate is
+// the last column, filled in off the UI thread.
+var (
+	modelCols   = []string{"Model", "Architecture", "Parameters", "Quantization", "Context", "File size", "Chat template", "Memory: CPU / GPU"}
+	modelWidths = columnsLayout{2, 1, 1, 1.15, 0.8, 0.9, 1.3, 2.4}
+)
 
 // modelsView is the Models screen; its fields are touched on the UI thread only.
 type modelsView struct {
@@ -63,6 +69,8 @@ type modelsView struct {
 	inUse func(path string) bool
 
 	infos     []models.Info
+	estimates map[string]string // path → estimate cell; "" while computing. Reset by reload
+	estCache  models.EstimateCache
 	list      *widget.List
 	folder    *widget.Label
 	url, sum  *widget.Entry
@@ -72,7 +80,8 @@ type modelsView struct {
 }
 
 func newModelsView(u *UI, lib *models.Library, dl *models.Downloader, inUse func(string) bool) *modelsView {
-	v := &modelsView{u: u, lib: lib, dl: dl, inUse: inUse, rows: map[string]*downloadRow{}}
+	v := &modelsView{u: u, lib: lib, dl: dl, inUse: inUse, rows: map[string]*downloadRow{},
+		estimates: map[string]string{}}
 	v.ExtendBaseWidget(v)
 
 	v.folder = widget.NewLabel("Models folder: " + lib.Dir())
@@ -90,15 +99,21 @@ func newModelsView(u *UI, lib *models.Library, dl *models.Downloader, inUse func
 		container.NewGridWithColumns(2, v.url, v.sum))
 	v.downloads = container.NewVBox()
 
-	header := container.NewGridWithColumns(len(modelCols))
+	// Headers truncate like the cells: at 800 px wide they must not run into each other.
+	header := container.New(modelWidths)
 	for _, c := range modelCols {
-		header.Add(widget.NewLabelWithStyle(c, fyne.TextAlignLeading, fyne.TextStyle{Bold: true}))
+		l := widget.NewLabelWithStyle(c, fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+		l.Truncation = fyne.TextTruncateEllipsis
+		header.Add(l)
 	}
 	v.list = widget.NewList(func() int { return len(v.infos) }, v.createRow, v.updateRow)
 	v.list.OnSelected = func(widget.ListItemID) { v.list.UnselectAll() }
 
+	// The header leaves room for the rows' buttons, so its columns sit over theirs.
+	buttons := canvas.NewRectangle(color.Transparent)
+	buttons.SetMinSize(rowButtons(nil, nil).MinSize())
 	top := container.NewVBox(container.NewHBox(add, refresh, v.folder), dlBar, v.downloads,
-		container.NewBorder(nil, nil, nil, widget.NewLabel("                                "), header))
+		container.NewBorder(nil, nil, nil, buttons, header))
 	v.content = container.NewBorder(top, nil, nil, nil, v.list)
 	v.reload()
 	return v
@@ -114,6 +129,8 @@ func (v *modelsView) reload() {
 		infos := v.lib.List()
 		v.u.do(func() {
 			v.infos = infos
+			// Files may have changed: ask again (the cache answers unchanged ones at once).
+			clear(v.estimates)
 			v.list.Refresh()
 		})
 	})
@@ -133,7 +150,7 @@ func (r *modelRow) CreateRenderer() fyne.WidgetRenderer { return widget.NewSimpl
 
 func (v *modelsView) createRow() fyne.CanvasObject {
 	r := &modelRow{reason: widget.NewLabel("")}
-	grid := container.NewGridWithColumns(len(modelCols))
+	grid := container.New(modelWidths)
 	for range modelCols {
 		l := widget.NewLabel("")
 		l.Truncation = fyne.TextTruncateEllipsis
@@ -142,10 +159,9 @@ func (v *modelsView) createRow() fyne.CanvasObject {
 	}
 	r.reason.Importance = widget.DangerImportance
 	r.reason.Truncation = fyne.TextTruncateEllipsis
-	r.spawn = widget.NewButtonWithIcon("Spawn", theme.MediaPlayIcon(), nil)
-	r.trash = widget.NewButtonWithIcon("", theme.DeleteIcon(), nil)
+	buttons := rowButtons(&r.spawn, &r.trash)
 	body := container.NewStack(grid, r.reason)
-	r.content = container.NewBorder(nil, nil, nil, container.NewHBox(r.spawn, r.trash), body)
+	r.content = container.NewBorder(nil, nil, nil, buttons, body)
 	r.ExtendBaseWidget(r)
 	return r
 }
@@ -159,6 +175,7 @@ func (v *modelsView) updateRow(i widget.ListItemID, o fyne.CanvasObject) {
 	for j, text := range modelCells(info) {
 		r.cells[j].SetText(text)
 	}
+	r.cells[len(modelCols)-1].SetText(v.estimateCell(info))
 	if info.Err != nil {
 		for _, l := range r.cells[1:] {
 			l.Hide()
@@ -179,18 +196,97 @@ func (v *modelsView) updateRow(i widget.ListItemID, o fyne.CanvasObject) {
 	r.trash.OnTapped = func() { v.confirmDelete(path) }
 }
 
-// modelCells is one row of the table as text.
+// rowButtons makes a row's Spawn and delete buttons, storing them where asked (when
+// not nil); the header measures a pair of its own.
+func rowButtons(spawn, trash **widget.Button) *fyne.Container {
+	s := widget.NewButtonWithIcon("Spawn", theme.MediaPlayIcon(), nil)
+	t := widget.NewButtonWithIcon("", theme.DeleteIcon(), nil)
+	if spawn != nil {
+		*spawn, *trash = s, t
+	}
+	return container.NewHBox(s, t)
+}
+
+// modelCells is one row of the table as text, but for the estimate (estimateCell).
 func modelCells(info models.Info) []string {
 	yesNo := "no (plain prompt)"
 	if info.HasChatTemplate {
 		yesNo = "yes"
 	}
-	mem := "?"
-	if info.MemoryEstimate > 0 {
-		mem = fmt.Sprintf("%s @ %d ctx", models.FormatBytes(info.MemoryEstimate), info.MemoryContext)
-	}
 	return []string{info.Name, info.Architecture, info.ParametersText, info.Quantization,
-		fmt.Sprint(info.ContextLength), models.FormatBytes(uint64(info.FileSize)), yesNo, mem}
+		fmt.Sprint(info.ContextLength), models.FormatBytes(uint64(info.FileSize)), yesNo}
+}
+
+// estimateCell is the memory a worker needs for info at its default context, "…" while
+// it is computed off the UI thread (once per file version: see models.EstimateCache).
+func (v *modelsView) estimateCell(info models.Info) string {
+	if info.Err != nil {
+		return ""
+	}
+	if text, ok := v.estimates[info.Path]; ok {
+		if text == "" {
+			return "…"
+		}
+		return text
+	}
+	v.estimates[info.Path] = "" // asked
+	path := info.Path
+	v.u.goBackground(func(context.Context) {
+		e, err := v.estCache.Estimate(path, models.EstimateOptions{})
+		text := estimateSummary(info, e, err)
+		v.u.do(func() {
+			if _, ok := v.estimates[path]; ok { // not reset by a reload meanwhile
+				v.estimates[path] = text
+				v.list.Refresh()
+			}
+		})
+	})
+	return "…"
+}
+
+// estimateSummary is "19.1 MiB / 38.7 MiB": the RAM to run on the CPU, or the device
+// memory to offload every layer, at the worker's default context; "… @ 4096" when that
+// is not the training context the Context column shows.
+func estimateSummary(info models.Info, e models.Estimate, err error) string {
+	if err != nil {
+		return "?"
+	}
+	s := models.FormatBytes(e.CPUOnlyRAM) + " / " + models.FormatBytes(e.FullOffloadVRAM)
+	if e.CtxSize != info.ContextLength {
+		s += fmt.Sprintf(" @ %d", e.CtxSize)
+	}
+	return s
+}
+
+// columnsLayout lays cells out side by side, each taking its weight's share of the
+// width. Its minimum width is nothing, so a narrow window truncates the cells instead
+// of pushing them over each other as an equal grid of untruncated headers would.
+type columnsLayout []float32
+
+// Layout places the cells.
+func (w columnsLayout) Layout(objs []fyne.CanvasObject, size fyne.Size) {
+	var total float32
+	for _, x := range w {
+		total += x
+	}
+	pad := theme.Padding()
+	avail := size.Width - pad*float32(len(objs)-1)
+	x := float32(0)
+	for i, o := range objs {
+		width := avail * w[min(i, len(w)-1)] / total
+		o.Move(fyne.NewPos(x, 0))
+		o.Resize(fyne.NewSize(width, size.Height))
+		x += width + pad
+	}
+}
+
+// MinSize is the tallest cell's height.
+func (w columnsLayout) MinSize(objs []fyne.CanvasObject) fyne.Size {
+	var h float32
+	for _, o := range objs {
+		h = max(h, o.MinSize().Height)
+	}
+	return fyne.NewSize(0, h)
 }
 
 func (v *modelsView) chooseFile() {

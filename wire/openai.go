@@ -50,6 +50,10 @@ type SamplingParams struct {
 	Stop                Stop           `json:"stop,omitempty"`
 	Stream              bool           `json:"stream,omitempty"`
 	StreamOptions       *StreamOptions `json:"stream_options,omitempty"`
+	// OpenAI's penalties (-2..2, 0 = off) and llama-server's repeat_penalty (1 = off).
+	PresencePenalty  *float64 `json:"presence_penalty,omitempty"`
+	FrequencyPenalty *float64 `json:"frequency_penalty,omitempty"`
+	RepeatPenalty    *float64 `json:"repeat_penalty,omitempty"`
 	// IgnoreEOS, llama-server's extension, generates through end-of-generation tokens
 	// until max_tokens: tests and benchmarks use it for a fixed token count.
 	IgnoreEOS bool `json:"ignore_eos,omitempty"`
@@ -71,9 +75,16 @@ type CompletionRequest struct {
 
 // Usage counts tokens.
 type Usage struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
+	PromptTokens        int                  `json:"prompt_tokens"`
+	CompletionTokens    int                  `json:"completion_tokens"`
+	TotalTokens         int                  `json:"total_tokens"`
+	PromptTokensDetails *PromptTokensDetails `json:"prompt_tokens_details,omitempty"`
+}
+
+// PromptTokensDetails says, as OpenAI's usage does, how many prompt tokens came from the
+// prompt cache rather than being read again.
+type PromptTokensDetails struct {
+	CachedTokens int `json:"cached_tokens"`
 }
 
 // Finish reasons.

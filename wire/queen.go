@@ -38,6 +38,14 @@ type Heartbeat struct {
 	ActiveRequests int `json:"active_requests,omitempty"`
 	QueuedRequests int `json:"queued_requests,omitempty"`
 	Slots          int `json:"slots,omitempty"`
+	// KV cache use in tokens (held, and what it holds).
+	KVCacheTokens   int `json:"kv_cache_tokens,omitempty"`
+	KVCacheCapacity int `json:"kv_cache_capacity,omitempty"`
+	// What the model runs on ("cpu" or the GPU), the llama.cpp build, and the GPU's
+	// free memory when the worker loaded.
+	Device          string `json:"device,omitempty"`
+	Runtime         string `json:"runtime,omitempty"`
+	DeviceFreeBytes uint64 `json:"device_free_bytes,omitempty"`
 }
 
 // HeartbeatResponse answers a heartbeat; the Queen owns the interval.

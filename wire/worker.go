@@ -17,17 +17,47 @@ const (
 
 // Capabilities is the body of a worker's GET /capabilities.
 type Capabilities struct {
-	WorkerID      string    `json:"worker_id"`
-	WorkerType    string    `json:"worker_type"`
-	Model         string    `json:"model"`
-	ModelPath     string    `json:"model_path"`
-	Backend       string    `json:"backend"`
+	WorkerID   string `json:"worker_id"`
+	WorkerType string `json:"worker_type"`
+	Model      string `json:"model"`
+	ModelPath  string `json:"model_path"`
+	Backend    string `json:"backend"`
+	// Device is what the model runs on: "cpu", or the GPU's llama.cpp name and
+	// description, e.g. "Vulkan0 (llvmpipe)".
 	Device        string    `json:"device"`
 	ContextLength int       `json:"context_length"`
 	Parallel      int       `json:"parallel"`
 	Version       string    `json:"version"`
 	StartedAt     time.Time `json:"started_at"`
 	QueenURL      string    `json:"queen_url"`
+	// Runtime is the llama.cpp build loaded: cpu, vulkan, cuda, metal or custom.
+	Runtime string `json:"runtime,omitempty"`
+	// GPULayers is the number of layers offloaded to Device (0 = CPU only).
+	GPULayers int `json:"gpu_layers"`
+	// DeviceMemory is the GPU's memory when the worker loaded (absent on the CPU).
+	DeviceMemory *DeviceMemory `json:"device_memory,omitempty"`
+	// Load is the worker's load and KV cache now.
+	Load *WorkerLoad `json:"load,omitempty"`
+}
+
+// DeviceMemory is a device's free and total memory in bytes.
+type DeviceMemory struct {
+	FreeBytes  uint64 `json:"free_bytes"`
+	TotalBytes uint64 `json:"total_bytes"`
+}
+
+// WorkerLoad is a worker's load and KV cache use, in /capabilities.
+type WorkerLoad struct {
+	SlotsBusy       int   `json:"slots_busy"`
+	Slots           int   `json:"slots"`
+	QueuedRequests  int   `json:"queued_requests"`
+	KVCacheTokens   int   `json:"kv_cache_tokens"`   // tokens held, the prompt cache included
+	KVCacheCapacity int   `json:"kv_cache_capacity"` // tokens the cache holds: context × parallel
+	KVCacheBytes    int64 `json:"kv_cache_bytes"`
+	// PromptTokens counts every prompt token since start, CachedPromptTokens those
+	// served from the prompt cache.
+	PromptTokens       int64 `json:"prompt_tokens"`
+	CachedPromptTokens int64 `json:"cached_prompt_tokens"`
 }
 
 // QueryQueenURL is the /capabilities query parameter by which a Queen hands a worker its URL.

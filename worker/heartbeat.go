@@ -163,7 +163,13 @@ func (h *heartbeater) beat(ctx context.Context, queen string) error {
 	e := h.w.engine.Load()
 	hb := wire.Heartbeat{WorkerID: h.w.cfg.WorkerID, Status: wire.StatusReady}
 	if e != nil {
-		hb.ActiveRequests, hb.QueuedRequests, hb.Slots = e.Active(), e.Queued(), e.Parallel()
+		st := e.Stats()
+		hb.ActiveRequests, hb.QueuedRequests, hb.Slots = st.Active, st.Queued, e.Parallel()
+		hb.KVCacheTokens, hb.KVCacheCapacity = st.KVTokens, st.KVCapacity
+		hb.Device, hb.Runtime = h.w.deviceName(), h.w.offload.backend
+		if d := h.w.offload.device; d != nil {
+			hb.DeviceFreeBytes = d.FreeBytes
+		}
 		if hb.ActiveRequests >= hb.Slots {
 			hb.Status = wire.StatusBusy
 		}

@@ -131,7 +131,8 @@ func (o *responder) close() {
 // finish writes the end of the answer: the finish reason, usage, and [DONE] when streamed.
 func (o *responder) finish(res engine.Result) {
 	usage := &wire.Usage{PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens,
-		TotalTokens: res.PromptTokens + res.CompletionTokens}
+		TotalTokens:         res.PromptTokens + res.CompletionTokens,
+		PromptTokensDetails: &wire.PromptTokensDetails{CachedTokens: res.CachedTokens}}
 	reason := res.FinishReason
 	if !o.stream {
 		if o.f == chatFormat {

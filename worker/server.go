@@ -99,23 +99,31 @@ func (w *Worker) handleCapabilities(rw http.ResponseWriter, r *http.Request) err
 		}
 		w.heartbeats.adopt(q)
 	}
-	ctxLen := w.cfg.CtxSize
-	if e := w.engine.Load(); e != nil {
-		ctxLen = e.ContextSize()
-	}
-	wire.WriteJSON(rw, http.StatusOK, wire.Capabilities{
+	caps := wire.Capabilities{
 		WorkerID:      w.cfg.WorkerID,
 		WorkerType:    w.cfg.WorkerType,
 		Model:         w.modelName,
 		ModelPath:     w.cfg.ModelPath,
 		Backend:       Backend,
 		Device:        Device,
-		ContextLength: ctxLen,
+		ContextLength: w.cfg.CtxSize,
 		Parallel:      w.cfg.Parallel,
 		Version:       wire.Version,
 		StartedAt:     w.startedAt,
 		QueenURL:      w.heartbeats.queenURL(),
-	})
+	}
+	if e := w.engine.Load(); e != nil {
+		st := e.Stats()
+		caps.ContextLength = e.ContextSize()
+		caps.Device, caps.Runtime, caps.GPULayers = w.deviceName(), w.offload.backend, e.GPULayers()
+		if d := w.offload.device; d != nil {
+			caps.DeviceMemory = &wire.DeviceMemory{FreeBytes: d.FreeBytes, TotalBytes: d.TotalBytes}
+		}
+		caps.Load = &wire.WorkerLoad{SlotsBusy: st.Active, Slots: e.Parallel(), QueuedRequests: st.Queued,
+			KVCacheTokens: st.KVTokens, KVCacheCapacity: st.KVCapacity, KVCacheBytes: st.KVBytes,
+			PromptTokens: st.PromptTokens, CachedPromptTokens: st.CachedPromptTokens}
+	}
+	wire.WriteJSON(rw, http.StatusOK, caps)
 	return nil
 }
 
@@ -215,30 +223,27 @@ func (w *Worker) generate(rw http.ResponseWriter, r *http.Request, e *engine.Eng
 	stopWatch := context.AfterFunc(w.stopping, cancel)
 	defer stopWatch()
 
-	slot, err := e.Acquire(ctx)
+	ticket, err := e.Admit(ctx, job)
 	switch {
 	case errors.Is(err, engine.ErrBusy):
 		rw.Header().Set("Retry-After", "1")
 		return wire.NewError(http.StatusTooManyRequests, wire.CodeBusy,
 			"all %d slots are busy and %d requests already wait: retry shortly, or start the worker with a larger --parallel", e.Parallel(), e.Queued())
 	case err != nil:
-		if w.stopping.Err() != nil {
-			return errShuttingDown()
-		}
-		return nil // the client left while waiting: nobody to answer
-	}
-	defer slot.Release()
-	// Until srv.Shutdown closes the listener, requests still arrive after the stop, and a
-	// free slot is taken before the stop cancels ctx (AfterFunc runs asynchronously):
-	// refuse them rather than answer 200 with no tokens (CONTRACT §1: SIGTERM = stop
-	// accepting).
-	if w.stopping.Err() != nil {
 		return errShuttingDown()
 	}
-
+	// Until srv.Shutdown closes the listener, requests still arrive after the stop:
+	// refuse them rather than answer 200 with no tokens (SIGTERM = stop accepting).
+	if w.stopping.Err() != nil {
+		ticket.Cancel()
+		return errShuttingDown()
+	}
 	out := newResponder(rw, f, w.modelName, params.Stream, params.StreamOptions != nil && params.StreamOptions.IncludeUsage)
 	defer out.close() // before the handler returns: the stream's writer is done with rw
-	res, genErr := slot.Run(ctx, job, out.emit)
+	res, genErr := ticket.Run(out.emit)
+	if errors.Is(genErr, engine.ErrClosed) && !out.started() {
+		return errShuttingDown()
+	}
 	switch {
 	case genErr == nil:
 	case r.Context().Err() != nil:
@@ -313,6 +318,24 @@ func samplingFrom(p *wire.SamplingParams, ctxSize int) (engine.Sampling, error) 
 			return bad("max_tokens %d is outside 1..%d (the context size)", *maxTokens, ctxSize)
 		}
 		s.MaxTokens = *maxTokens
+	}
+	for _, pen := range []struct {
+		name   string
+		v      *float64
+		lo, hi float64
+		dst    *float64
+	}{
+		{"presence_penalty", p.PresencePenalty, -2, 2, &s.PresencePenalty},
+		{"frequency_penalty", p.FrequencyPenalty, -2, 2, &s.FrequencyPenalty},
+		{"repeat_penalty", p.RepeatPenalty, 0, 10, &s.RepeatPenalty},
+	} {
+		if pen.v == nil {
+			continue
+		}
+		if *pen.v < pen.lo || *pen.v > pen.hi || math.IsNaN(*pen.v) {
+			return bad("%s %g is outside %g..%g", pen.name, *pen.v, pen.lo, pen.hi)
+		}
+		*pen.dst = *pen.v
 	}
 	if len(p.Stop) > 4 {
 		return bad("stop has %d strings: at most 4", len(p.Stop))

@@ -35,7 +35,8 @@ type Config struct {
 	CtxSize       int
 	Threads       int
 	Parallel      int
-	Queue         int // requests that may wait for a slot; 0 = 4 per slot; -1 = none
+	Queue         int    // requests that may wait for a slot; 0 = 4 per slot; -1 = none
+	GPULayers     string // auto (default), all, or a count; 0 = CPU only
 	APIToken      string
 	LlamaLib      string
 	// ShutdownGrace bounds a graceful stop; 0 = 3 s.
@@ -111,6 +112,9 @@ func (c *Config) normalize() error {
 	if c.Parallel == 0 {
 		c.Parallel = 1
 	}
+	if err := parseGPULayers(c.GPULayers); err != nil {
+		return &ArgError{err.Error()}
+	}
 	switch {
 	case c.Queue == 0:
 		c.Queue = 4 * c.Parallel
@@ -141,6 +145,7 @@ type Worker struct {
 
 	progress atomic.Uint32 // float32 bits of the load progress
 	engine   atomic.Pointer[engine.Engine]
+	offload  offload // set before engine is stored
 
 	// stopping ends when the worker shuts down: in-flight generations end cleanly.
 	stopping   context.Context
@@ -225,7 +230,12 @@ func newWorker(cfg Config) *Worker {
 func (w *Worker) load() error {
 	start := time.Now()
 	nextLog := float32(0.25)
+	plan, err := w.planOffload()
+	if err != nil {
+		return err
+	}
 	e, err := engine.Load(engine.Config{
+		GPULayers: plan.layers,
 		ModelPath: w.cfg.ModelPath,
 		LibDir:    w.cfg.LlamaLib,
 		CtxSize:   w.cfg.CtxSize,
@@ -246,9 +256,11 @@ func (w *Worker) load() error {
 		return err
 	}
 	w.progress.Store(math.Float32bits(1))
+	w.offload = plan
 	w.engine.Store(e)
 	w.log.Info("ready", "url", "http://"+net.JoinHostPort(w.cfg.AdvertiseHost, strconv.Itoa(w.cfg.Port)),
 		"model", w.modelName, "ctx_size", e.ContextSize(), "parallel", e.Parallel(), "threads", e.Threads(),
+		"runtime", plan.backend, "device", w.deviceName(), "gpu_layers", e.GPULayers(), "offload", plan.reason,
 		"chat_template", e.ChatTemplate(), "load_ms", time.Since(start).Milliseconds())
 	return nil
 }
@@ -271,4 +283,13 @@ func (w *Worker) shutdown(srv *http.Server, hbDone <-chan struct{}) {
 		}
 	}
 	w.log.Info("stopped")
+}
+
+// deviceName is what the model runs on, for /capabilities and heartbeats: "cpu", or the
+// GPU's llama.cpp name and description.
+func (w *Worker) deviceName() string {
+	if d := w.offload.device; d != nil {
+		return d.Name + " (" + d.Description + ")"
+	}
+	return Device
 }

@@ -1,5 +1,6 @@
-// Package engine owns llama.cpp inside a worker process: the loaded model, its inference
-// slots (one llama.cpp context each), prompt formatting and the token generation loop.
+// Package engine owns llama.cpp inside a worker process: the loaded model, one context
+// with a sequence per parallel request, the scheduler that decodes them all in one batch
+// per step, the prompt cache, prompt formatting and sampling.
 package engine
 
 import (
@@ -9,15 +10,24 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync/atomic"
+	"sync"
 
 	"github.com/hybridgroup/yzma/pkg/llama"
 
 	"github.com/beekeeper-hive/beekeeper/llamaruntime"
 )
 
-// DefaultCtxSize bounds the context of a slot when the model's training context is larger.
+// DefaultCtxSize bounds the context of a sequence when the model's training context is
+// larger.
 const DefaultCtxSize = 4096
+
+// GPU layer settings besides a layer count.
+const (
+	// GPULayersAll offloads every layer (llama.cpp clamps the count to the model's).
+	GPULayersAll = -1
+	// allLayers is the count handed to llama.cpp for "all".
+	allLayers = 999
+)
 
 // ggufMagic starts every GGUF file.
 var ggufMagic = []byte("GGUF")
@@ -29,8 +39,11 @@ var ErrNotGGUF = errors.New("not a GGUF file")
 // take (it would abort the process).
 var ErrNUL = errors.New("the text contains a NUL character (\\u0000), which llama.cpp cannot take: remove it")
 
-// ErrBusy is returned by Acquire when every slot is taken and the wait queue is full.
+// ErrBusy is returned by Generate when every sequence is taken and the wait queue is full.
 var ErrBusy = errors.New("all slots busy and the queue is full")
+
+// ErrClosed is returned by Generate once the engine is closing.
+var ErrClosed = errors.New("the engine is closed")
 
 // ModelError says why a model file could not be loaded; the worker exits with
 // wire.ExitModelLoad on it.
@@ -42,7 +55,7 @@ type ModelError struct {
 func (e *ModelError) Error() string { return fmt.Sprintf("model %s: %v", e.Path, e.Err) }
 func (e *ModelError) Unwrap() error { return e.Err }
 
-// ContextExceededError says a prompt does not fit in a slot's context.
+// ContextExceededError says a prompt does not fit in a sequence's context.
 type ContextExceededError struct {
 	PromptTokens int
 	ContextSize  int
@@ -57,15 +70,19 @@ func (e *ContextExceededError) Error() string {
 type Config struct {
 	ModelPath string
 	LibDir    string // llama.cpp library folder; "" = llamaruntime.Locate's search
-	CtxSize   int    // tokens per slot; 0 = the model's training context, at most DefaultCtxSize
-	Threads   int    // 0 = defaultThreads: 1 for a small model, else the physical cores shared among slots
-	Parallel  int    // slots; 0 = 1
-	Queue     int    // requests that may wait for a slot; beyond it Acquire says ErrBusy
+	CtxSize   int    // tokens per sequence; 0 = the model's training context, at most DefaultCtxSize
+	Threads   int    // 0 = defaultThreads: 1 for a small model, else the physical cores
+	Parallel  int    // sequences decoded together; 0 = 1
+	Queue     int    // requests that may wait for a sequence; beyond it Generate says ErrBusy
+	// GPULayers is how many layers go to the GPU: 0 = none (CPU only), GPULayersAll =
+	// every layer. "auto" is resolved by the caller (see the worker), which knows the
+	// devices and the estimate.
+	GPULayers int
 	// Progress receives the model load progress, 0..1. It runs on the loading thread.
 	Progress func(float32)
 }
 
-// Engine is a loaded model with its slots. Its methods are safe for concurrent use.
+// Engine is a loaded model with its scheduler. Its methods are safe for concurrent use.
 type Engine struct {
 	model    llama.Model
 	vocab    llama.Vocab
@@ -73,22 +90,30 @@ type Engine struct {
 	template string // the model's own chat template; "" = the fallback transcript
 	// templateUnusable: the model declares a template llama.cpp cannot apply (Jinja-only).
 	templateUnusable bool
-	ctxSize          int
-	threads          int // per slot
-	nBatch           int
+	ctxSize          int // tokens per sequence
+	threads          int
+	nBatch           int // tokens per decode step
 	parallel         int
-	queueMax         int32
+	queueMax         int
+	gpuLayers        int // layers offloaded, as asked of llama.cpp (clamped to the model's)
 	modelSize        int64
+	kvBytesPerToken  int64
 
-	slots   chan *Slot
-	all     []*Slot
-	waiting atomic.Int32
-	closed  atomic.Bool
+	sched     *scheduler
+	freeModel sync.Once
 }
 
-// CheckModelFile checks that path is a readable GGUF file without loading it, so a wrong
-// file fails in milliseconds with a reason instead of deep inside llama.cpp.
+// CheckModelFile checks that path is a readable regular GGUF file without loading it,
+// so a wrong file fails in milliseconds with a reason instead of deep inside llama.cpp.
+// A FIFO or device named .gguf is refused before it is opened (opening one blocks).
 func CheckModelFile(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return &ModelError{Path: path, Err: err}
+	}
+	if !fi.Mode().IsRegular() {
+		return &ModelError{Path: path, Err: fmt.Errorf("%w: it is not a regular file (%s); name a .gguf file", ErrNotGGUF, fi.Mode().Type())}
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return &ModelError{Path: path, Err: err}
@@ -101,8 +126,9 @@ func CheckModelFile(path string) error {
 	return nil
 }
 
-// Load loads the llama.cpp runtime (once per process) and the model, and prepares
-// cfg.Parallel slots. Errors match llamaruntime.ErrMissing, ErrNotGGUF, or are a *ModelError.
+// Load loads the llama.cpp runtime (once per process) and the model, creates one context
+// with cfg.Parallel sequences and starts the scheduler. Errors match
+// llamaruntime.ErrMissing, ErrNotGGUF, or are a *ModelError.
 func Load(cfg Config) (*Engine, error) {
 	if err := CheckModelFile(cfg.ModelPath); err != nil {
 		return nil, err
@@ -116,7 +142,18 @@ func Load(cfg Config) (*Engine, error) {
 	}
 
 	mp := llama.ModelDefaultParams()
-	mp.SetCPUOnly()
+	gpuLayers := cfg.GPULayers
+	switch {
+	case gpuLayers == 0:
+		// No device list at all: with one naming the CPU, llama.cpp would build a second
+		// CPU backend, and with a GPU runtime it would still send big matrix products
+		// to the GPU.
+		mp.SetCPUOnly()
+	case gpuLayers < 0:
+		mp.NGpuLayers = allLayers
+	default:
+		mp.NGpuLayers = int32(gpuLayers)
+	}
 	if cfg.Progress != nil {
 		progress := cfg.Progress
 		mp.SetProgressCallback(func(p float32, _ uintptr) uint8 {
@@ -136,8 +173,13 @@ func Load(cfg Config) (*Engine, error) {
 		model:     model,
 		vocab:     llama.ModelGetVocab(model),
 		parallel:  max(cfg.Parallel, 1),
-		queueMax:  int32(max(cfg.Queue, 0)),
+		queueMax:  max(cfg.Queue, 0),
 		modelSize: fi.Size(),
+	}
+	nLayers := int(llama.ModelNLayer(model))
+	e.gpuLayers = min(max(gpuLayers, 0), nLayers)
+	if gpuLayers < 0 {
+		e.gpuLayers = nLayers
 	}
 	e.bos = llama.VocabBOS(e.vocab)
 	// Probe the model's template once, so an unusable one is known (and logged) at load
@@ -156,32 +198,38 @@ func Load(cfg Config) (*Engine, error) {
 			e.ctxSize = DefaultCtxSize
 		}
 	}
-	e.nBatch = min(e.ctxSize, 512)
+	// K and V, f16, for every layer's key/value heads.
+	if heads := int64(llama.ModelNHead(model)); heads > 0 {
+		kvEmbd := int64(llama.ModelNEmbd(model)) / heads * int64(llama.ModelNHeadKV(model))
+		e.kvBytesPerToken = 2 * 2 * int64(nLayers) * kvEmbd
+	}
+	e.nBatch = min(e.ctxSize*e.parallel, 512)
 	threads := int32(cfg.Threads)
 	if threads <= 0 {
-		threads = defaultThreads(llama.ModelSize(model), e.parallel)
+		threads = defaultThreads(llama.ModelSize(model))
 	}
 	e.threads = int(threads)
 
-	e.slots = make(chan *Slot, e.parallel)
-	for i := 0; i < e.parallel; i++ {
-		s, err := e.newSlot(threads)
-		if err != nil {
-			e.free()
-			return nil, &ModelError{Path: cfg.ModelPath, Err: err}
-		}
-		e.all = append(e.all, s)
-		e.slots <- s
+	lctx, err := e.newContext(threads)
+	if err != nil {
+		llama.ModelFree(model)
+		return nil, &ModelError{Path: cfg.ModelPath, Err: err}
 	}
+	e.sched = newScheduler(e, lctx)
+	go e.sched.run()
 	return e, nil
 }
 
-func (e *Engine) newSlot(threads int32) (*Slot, error) {
+// newContext creates the one context: a KV cache of ctxSize tokens for each of the
+// parallel sequences, kept apart (not unified), so a sequence's attention reads only its
+// own tokens, as llama-server's slots do.
+func (e *Engine) newContext(threads int32) (llama.Context, error) {
 	cp := llama.ContextDefaultParams()
-	cp.NCtx = uint32(e.ctxSize)
+	cp.NCtx = uint32(e.ctxSize * e.parallel)
 	cp.NBatch = uint32(e.nBatch)
 	cp.NUbatch = uint32(e.nBatch)
-	cp.NSeqMax = 1
+	cp.NSeqMax = uint32(e.parallel)
+	cp.KVUnified = 0
 	cp.NThreads = threads
 	cp.NThreadsBatch = threads
 	cp.NoPerf = 1
@@ -190,26 +238,28 @@ func (e *Engine) newSlot(threads int32) (*Slot, error) {
 		if err == nil {
 			err = errors.New("no context")
 		}
-		return nil, fmt.Errorf("create a llama.cpp context of %d tokens: %w", e.ctxSize, err)
+		return 0, fmt.Errorf("create a llama.cpp context of %d sequences × %d tokens: %w", e.parallel, e.ctxSize, err)
 	}
-	mem, err := llama.GetMemory(lctx)
-	if err != nil {
-		llama.Free(lctx)
-		return nil, fmt.Errorf("context memory: %w", err)
+	// llama.cpp may round a sequence's share; never plan beyond what it holds.
+	if per := int(llama.NCtxSeq(lctx)); per > 0 && per < e.ctxSize {
+		e.ctxSize = per
 	}
 	// Warm up as llama-server does, so the first request pays no one-off setup cost.
 	if err := llama.Warmup(lctx, e.model); err != nil {
 		llama.Free(lctx)
-		return nil, fmt.Errorf("warm up: %w", err)
+		return 0, fmt.Errorf("warm up: %w", err)
 	}
-	return &Slot{e: e, lctx: lctx, mem: mem, piece: make([]byte, 256), text: make([]byte, 0, 4096)}, nil
+	return lctx, nil
 }
 
-// ContextSize is the context of one slot, in tokens.
+// ContextSize is the context of one sequence, in tokens.
 func (e *Engine) ContextSize() int { return e.ctxSize }
 
-// Threads is the number of CPU threads each slot decodes with.
+// Threads is the number of CPU threads the context decodes with.
 func (e *Engine) Threads() int { return e.threads }
+
+// GPULayers is the number of layers offloaded to the GPU.
+func (e *Engine) GPULayers() int { return e.gpuLayers }
 
 // smallModelBytes is the size below which a token's work is too small to share: the
 // threads' barrier waits cost more than they save. Measured on stories260K (1 MB), 2
@@ -217,23 +267,45 @@ func (e *Engine) Threads() int { return e.threads }
 // another process keeps a core busy (llama.cpp's threads spin while they wait).
 const smallModelBytes = 256 << 20
 
-// defaultThreads picks threads per slot when the user gave none: one for a small model;
-// otherwise the physical cores, shared among the slots so they do not oversubscribe them.
-func defaultThreads(modelBytes uint64, slots int) int32 {
+// defaultThreads picks the context's threads when the user gave none: one for a small
+// model, else the physical cores. All sequences share the one context, so a single
+// stream on a --parallel 8 worker gets every core.
+func defaultThreads(modelBytes uint64) int32 {
 	if modelBytes < smallModelBytes {
 		return 1
 	}
-	return max(1, llama.Threads()/int32(max(slots, 1)))
+	return max(1, llama.Threads())
 }
 
-// Parallel is the number of slots.
+// Parallel is the number of sequences decoded together.
 func (e *Engine) Parallel() int { return e.parallel }
 
-// Active is the number of slots in use.
-func (e *Engine) Active() int { return e.parallel - len(e.slots) }
+// Stats is a snapshot of the engine's load and KV cache.
+type Stats struct {
+	Active     int   // sequences generating or reading a prompt
+	Queued     int   // requests waiting for a sequence
+	KVTokens   int   // tokens held in the KV cache (prompt cache included)
+	KVCapacity int   // tokens the KV cache holds: ContextSize × Parallel
+	KVBytes    int64 // the KV cache's size in bytes (f16 K and V)
+	// CachedPromptTokens counts prompt tokens served from the cache since start;
+	// PromptTokens all prompt tokens.
+	CachedPromptTokens int64
+	PromptTokens       int64
+}
 
-// Queued is the number of requests waiting for a slot.
-func (e *Engine) Queued() int { return int(e.waiting.Load()) }
+// Stats reports the current load and KV cache use.
+func (e *Engine) Stats() Stats {
+	st := e.sched.stats()
+	st.KVCapacity = e.ctxSize * e.parallel
+	st.KVBytes = int64(st.KVCapacity) * e.kvBytesPerToken
+	return st
+}
+
+// Active is the number of sequences in use.
+func (e *Engine) Active() int { return e.sched.stats().Active }
+
+// Queued is the number of requests waiting for a sequence.
+func (e *Engine) Queued() int { return e.sched.stats().Queued }
 
 // ModelSize is the model file's size in bytes.
 func (e *Engine) ModelSize() int64 { return e.modelSize }
@@ -259,50 +331,13 @@ func (e *Engine) ChatTemplate() string {
 	return TemplateFallback
 }
 
-// Acquire takes a free slot, waiting in the bounded queue when none is free. It returns
-// ErrBusy at once when the queue is full, and ctx's error when ctx ends first.
-func (e *Engine) Acquire(ctx context.Context) (*Slot, error) {
-	select {
-	case s := <-e.slots:
-		return s, nil
-	default:
-	}
-	if e.waiting.Add(1) > e.queueMax {
-		e.waiting.Add(-1)
-		return nil, ErrBusy
-	}
-	defer e.waiting.Add(-1)
-	select {
-	case s := <-e.slots:
-		return s, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// Release hands the slot back.
-func (s *Slot) Release() { s.e.slots <- s }
-
-// Close waits for every slot to come back (or ctx to end) and frees llama.cpp's memory.
+// Close stops taking requests, waits for those in flight to end (or ctx to end) and
+// frees llama.cpp's memory. The caller ends generations first (the worker cancels their
+// contexts), so the wait is about one decode step.
 func (e *Engine) Close(ctx context.Context) error {
-	if !e.closed.CompareAndSwap(false, true) {
-		return nil
+	if err := e.sched.close(ctx); err != nil {
+		return fmt.Errorf("close engine: requests still running: %w", err)
 	}
-	for range e.all {
-		select {
-		case <-e.slots:
-		case <-ctx.Done():
-			return fmt.Errorf("close engine: slots still busy: %w", ctx.Err())
-		}
-	}
-	e.free()
+	e.freeModel.Do(func() { llama.ModelFree(e.model) })
 	return nil
-}
-
-func (e *Engine) free() {
-	for _, s := range e.all {
-		llama.Free(s.lctx)
-	}
-	e.all = nil
-	llama.ModelFree(e.model)
 }

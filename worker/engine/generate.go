@@ -2,9 +2,7 @@ package engine
 
 import (
 	"bytes"
-	"context"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"strings"
 	"unicode/utf8"
@@ -32,13 +30,18 @@ type Sampling struct {
 	TopP        float64 // 1 = off
 	Seed        uint32
 	MaxTokens   int // 0 = until the context is full
-	Stop        []string
-	IgnoreEOS   bool // generate through end-of-generation tokens until MaxTokens
+	// Penalties over the last PenaltyLastN tokens: Repeat 1 = off, Frequency and
+	// Presence 0 = off (OpenAI's frequency_penalty and presence_penalty).
+	RepeatPenalty    float64
+	FrequencyPenalty float64
+	PresencePenalty  float64
+	Stop             []string
+	IgnoreEOS        bool // generate through end-of-generation tokens until MaxTokens
 }
 
 // DefaultSampling returns llama-server's defaults with a random seed.
 func DefaultSampling() Sampling {
-	return Sampling{Temperature: DefaultTemperature, TopK: DefaultTopK, TopP: DefaultTopP, Seed: rand.Uint32()}
+	return Sampling{Temperature: DefaultTemperature, TopK: DefaultTopK, TopP: DefaultTopP, Seed: rand.Uint32(), RepeatPenalty: 1}
 }
 
 // Job is a tokenized, validated request, ready for a slot.
@@ -55,6 +58,7 @@ func (j *Job) PromptTokens() int { return len(j.tokens) }
 // Result sums up a finished generation.
 type Result struct {
 	PromptTokens     int
+	CachedTokens     int // prompt tokens whose KV came from the prompt cache
 	CompletionTokens int
 	FinishReason     string
 }
@@ -88,86 +92,25 @@ func (e *Engine) Prepare(prompt string, parseSpecial bool, s Sampling) (*Job, er
 	return job, nil
 }
 
-// Slot is one llama.cpp context; one generation runs on it at a time.
-type Slot struct {
-	e     *Engine
-	lctx  llama.Context
-	mem   llama.Memory
-	one   [1]llama.Token
-	piece []byte
-	text  []byte
-}
+// PenaltyLastN is how many recent tokens the penalties look at (llama-server's default).
+const PenaltyLastN = 64
 
-// Run generates for job on the calling goroutine (no hop per token), handing emit each
-// piece of text that is final: stop strings are cut off and never sent, and a piece never
-// ends inside a UTF-8 character. emit's slice is only valid during the call. Run stops at
-// once when ctx ends (a dropped client) and then returns ctx's error with the counts so far.
-func (s *Slot) Run(ctx context.Context, job *Job, emit func(text []byte) error) (Result, error) {
-	res := Result{PromptTokens: len(job.tokens)}
-	if err := llama.MemoryClear(s.mem, true); err != nil {
-		return res, fmt.Errorf("clear context memory: %w", err)
-	}
-	smpl := newSampler(job.sampling)
-	defer llama.SamplerFree(smpl)
-
-	// The prompt goes in batches, so a dropped client also stops a long prompt.
-	for i := 0; i < len(job.tokens); i += s.e.nBatch {
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
-		end := min(i+s.e.nBatch, len(job.tokens))
-		if err := s.decode(job.tokens[i:end]); err != nil {
-			return res, err
-		}
-	}
-
-	st := stopper{stops: job.stops, text: s.text[:0]}
-	defer func() { s.text = st.text[:0] }() // keep the grown buffer for the next request
-	for {
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
-		tok := llama.SamplerSample(smpl, s.lctx, -1)
-		// Small models sometimes emit BOS where they mean "the end".
-		if !job.sampling.IgnoreEOS && (llama.VocabIsEOG(s.e.vocab, tok) || tok == s.e.bos) {
-			res.FinishReason = FinishStop
-			return res, st.flush(emit)
-		}
-		n := llama.TokenToPiece(s.e.vocab, tok, s.piece, 0, false)
-		if n < 0 {
-			s.piece = make([]byte, -n)
-			n = llama.TokenToPiece(s.e.vocab, tok, s.piece, 0, false)
-		}
-		res.CompletionTokens++
-		stopped, err := st.add(s.piece[:max(n, 0)], emit)
-		if err != nil || stopped {
-			res.FinishReason = FinishStop
-			return res, err
-		}
-		if res.CompletionTokens >= job.maxNew {
-			res.FinishReason = FinishLength
-			return res, st.flush(emit)
-		}
-		s.one[0] = tok
-		if err := s.decode(s.one[:]); err != nil {
-			return res, err
-		}
-	}
-}
-
-func (s *Slot) decode(tokens []llama.Token) error {
-	rc, err := llama.Decode(s.lctx, llama.BatchGetOne(tokens))
-	if err != nil {
-		return fmt.Errorf("llama_decode: %w", err)
-	}
-	if rc != 0 {
-		return fmt.Errorf("llama_decode returned %d", rc)
-	}
-	return nil
-}
-
+// newSampler builds a request's own chain, in llama-server's order: penalties, top-k,
+// top-p, temperature, then the seeded draw (or greedy at temperature 0).
 func newSampler(s Sampling) llama.Sampler {
 	chain := llama.SamplerChainInit(llama.SamplerChainDefaultParams())
+	if (s.RepeatPenalty != 0 && s.RepeatPenalty != 1) || s.FrequencyPenalty != 0 || s.PresencePenalty != 0 {
+		repeat := s.RepeatPenalty
+		if repeat == 0 {
+			repeat = 1
+		}
+		// yzma declares an n_vocab before penalty_last_n that this llama.cpp's
+		// llama_sampler_init_penalties lacks; both integers carry the same value, so
+		// the call means the same either way (integers and floats travel in separate
+		// registers).
+		llama.SamplerChainAdd(chain, llama.SamplerInitPenalties(PenaltyLastN, PenaltyLastN,
+			float32(repeat), float32(s.FrequencyPenalty), float32(s.PresencePenalty)))
+	}
 	if s.Temperature <= 0 {
 		llama.SamplerChainAdd(chain, llama.SamplerInitGreedy())
 		return chain
