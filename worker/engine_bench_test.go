@@ -89,13 +89,26 @@ func newBatchReference(b *testing.B, path string) *batchReference {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The persistent thread pool the worker's engine (and llama-server) uses, so the
+	// ratio measures serving, not thread management.
+	params := llama.ThreadpoolParamsDefault(threads)
+	pool, err := llama.ThreadpoolNew(&params)
+	if err != nil {
+		b.Fatal(err)
+	}
+	llama.AttachThreadpool(lctx, uintptr(pool), uintptr(pool))
 	if err := llama.Warmup(lctx, model); err != nil {
 		b.Fatal(err)
 	}
 	mem, _ := llama.GetMemory(lctx)
 	r := &batchReference{model: model, vocab: llama.ModelGetVocab(model), lctx: lctx, mem: mem,
 		batch: llama.BatchInit(512, 0, 1)}
-	b.Cleanup(func() { _ = llama.BatchFree(r.batch); llama.Free(lctx); llama.ModelFree(model) })
+	b.Cleanup(func() {
+		_ = llama.BatchFree(r.batch)
+		llama.Free(lctx)
+		llama.ThreadpoolFree(pool)
+		llama.ModelFree(model)
+	})
 	return r
 }
 

@@ -210,20 +210,23 @@ func Load(cfg Config) (*Engine, error) {
 	}
 	e.threads = int(threads)
 
-	lctx, err := e.newContext(threads)
+	lctx, pool, err := e.newContext(threads)
 	if err != nil {
 		llama.ModelFree(model)
 		return nil, &ModelError{Path: cfg.ModelPath, Err: err}
 	}
-	e.sched = newScheduler(e, lctx)
+	e.sched = newScheduler(e, lctx, pool)
 	go e.sched.run()
 	return e, nil
 }
 
 // newContext creates the one context: a KV cache of ctxSize tokens for each of the
 // parallel sequences, kept apart (not unified), so a sequence's attention reads only its
-// own tokens, as llama-server's slots do.
-func (e *Engine) newContext(threads int32) (llama.Context, error) {
+// own tokens, as llama-server's slots do. Its CPU work runs on a persistent thread pool
+// (also llama-server's way): without one, ggml starts and joins its threads for every
+// decode step, and on a small machine those thread starts cost 5–10% of decode speed
+// and wake enough threads to get in the way of the HTTP side.
+func (e *Engine) newContext(threads int32) (llama.Context, llama.Threadpool, error) {
 	cp := llama.ContextDefaultParams()
 	cp.NCtx = uint32(e.ctxSize * e.parallel)
 	cp.NBatch = uint32(e.nBatch)
@@ -238,7 +241,16 @@ func (e *Engine) newContext(threads int32) (llama.Context, error) {
 		if err == nil {
 			err = errors.New("no context")
 		}
-		return 0, fmt.Errorf("create a llama.cpp context of %d sequences × %d tokens: %w", e.parallel, e.ctxSize, err)
+		return 0, 0, fmt.Errorf("create a llama.cpp context of %d sequences × %d tokens: %w", e.parallel, e.ctxSize, err)
+	}
+	params := llama.ThreadpoolParamsDefault(threads)
+	pool, err := llama.ThreadpoolNew(&params)
+	if err != nil && !errors.Is(err, llama.ErrNoThreadpool) {
+		llama.Free(lctx)
+		return 0, 0, fmt.Errorf("create a thread pool of %d threads: %w", threads, err)
+	}
+	if pool != 0 { // a build without a CPU pool keeps ggml's own threads
+		llama.AttachThreadpool(lctx, uintptr(pool), uintptr(pool))
 	}
 	// llama.cpp may round a sequence's share; never plan beyond what it holds.
 	if per := int(llama.NCtxSeq(lctx)); per > 0 && per < e.ctxSize {
@@ -247,9 +259,10 @@ func (e *Engine) newContext(threads int32) (llama.Context, error) {
 	// Warm up as llama-server does, so the first request pays no one-off setup cost.
 	if err := llama.Warmup(lctx, e.model); err != nil {
 		llama.Free(lctx)
-		return 0, fmt.Errorf("warm up: %w", err)
+		llama.ThreadpoolFree(pool)
+		return 0, 0, fmt.Errorf("warm up: %w", err)
 	}
-	return lctx, nil
+	return lctx, pool, nil
 }
 
 // ContextSize is the context of one sequence, in tokens.

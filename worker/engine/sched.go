@@ -18,6 +18,7 @@ import (
 type scheduler struct {
 	e         *Engine
 	lctx      llama.Context
+	pool      llama.Threadpool // the context's CPU threads; 0 = ggml's own
 	mem       llama.Memory
 	batch     llama.Batch
 	seqs      []*sequence
@@ -78,11 +79,12 @@ type sequence struct {
 	res      Result
 }
 
-func newScheduler(e *Engine, lctx llama.Context) *scheduler {
+func newScheduler(e *Engine, lctx llama.Context, pool llama.Threadpool) *scheduler {
 	mem, _ := llama.GetMemory(lctx)
 	s := &scheduler{
 		e:      e,
 		lctx:   lctx,
+		pool:   pool,
 		mem:    mem,
 		batch:  llama.BatchInit(int32(e.nBatch), 0, 1),
 		wake:   make(chan struct{}, 1),
@@ -206,6 +208,7 @@ func (s *scheduler) run() {
 		}
 		_ = llama.BatchFree(s.batch)
 		_ = llama.Free(s.lctx)
+		llama.ThreadpoolFree(s.pool) // after the context that used it
 	}()
 	for {
 		busy, closing := s.admit()
