@@ -143,8 +143,11 @@ func (r *registry) heartbeat(hb wire.Heartbeat) bool {
 	t := now
 	rec.w.LastHeartbeatAt = &t
 	rec.w.ActiveRequests = hb.ActiveRequests + hb.QueuedRequests
-	statusChanged := rec.w.Status != hb.Status
-	rec.w.Status = hb.Status
+	rec.w.Slots, rec.w.KVCacheTokens, rec.w.KVCacheCapacity = hb.Slots, hb.KVCacheTokens, hb.KVCacheCapacity
+	// A change of device is news to the Queen's screens; load figures are not (they
+	// change with every heartbeat and would flood the event stream).
+	statusChanged := rec.w.Status != hb.Status || rec.w.Device != hb.Device || rec.w.Runtime != hb.Runtime
+	rec.w.Status, rec.w.Device, rec.w.Runtime, rec.w.DeviceFreeBytes = hb.Status, hb.Device, hb.Runtime, hb.DeviceFreeBytes
 	switch {
 	case rec.w.State != wire.StateOnline:
 		rec.w.State = wire.StateOnline

@@ -79,6 +79,14 @@ type Worker struct {
 	RegisteredAt    time.Time     `json:"registered_at"`
 	LastHeartbeatAt *time.Time    `json:"last_heartbeat_at"`
 	ActiveRequests  int           `json:"active_requests,omitempty"`
+	// From the worker's last heartbeat: its sequences, KV cache use in tokens, what the
+	// model runs on ("cpu" or the GPU), the llama.cpp build, and the GPU's free memory.
+	Slots           int    `json:"slots,omitempty"`
+	KVCacheTokens   int    `json:"kv_cache_tokens,omitempty"`
+	KVCacheCapacity int    `json:"kv_cache_capacity,omitempty"`
+	Device          string `json:"device,omitempty"`
+	Runtime         string `json:"runtime,omitempty"`
+	DeviceFreeBytes uint64 `json:"device_free_bytes,omitempty"`
 }
 
 // WorkerList is the body of GET /v1/workers.
