@@ -22,6 +22,7 @@ import (
 
 	"github.com/beekeeper-hive/beekeeper/hive"
 	"github.com/beekeeper-hive/beekeeper/internal/dirs"
+	"github.com/beekeeper-hive/beekeeper/llamaruntime"
 	"github.com/beekeeper-hive/beekeeper/models"
 	"github.com/beekeeper-hive/beekeeper/queen"
 	"github.com/beekeeper-hive/beekeeper/wire"
@@ -104,7 +105,29 @@ func New(cfg Config) (*App, error) {
 		}
 	}
 	a.log.Info("beekeeper started", "state", cfg.StateDir, "workers", len(h.List()), "queen_mode", s.QueenMode)
+	if s.Backend == "" && s.LlamaLib == "" {
+		go a.suggestBackend() // reads driver files and `ldconfig -p`: not on the start path
+	}
 	return a, nil
+}
+
+// suggestBackend tells the user, on the Logs screen, when this machine has a GPU that
+// another llama.cpp build would use, and how to get that build (Settings shows it too).
+func (a *App) suggestBackend() {
+	sug := llamaruntime.Suggest()
+	if sug.Backend == llamaruntime.BackendCPU {
+		return
+	}
+	b, err := llamaruntime.BuildFor(sug.Backend)
+	if err != nil {
+		return
+	}
+	if b.Installed() {
+		a.log.Info("GPU runtime available: choose it in Settings → llama.cpp backend", "backend", sug.Backend, "why", sug.Reason)
+		return
+	}
+	a.log.Info("this machine has a GPU the CPU runtime leaves idle: run `beekeeper runtime install --backend "+sug.Backend+"`, then choose it in Settings",
+		"backend", sug.Backend, "why", sug.Reason)
 }
 
 // Hive is the local workers.
