@@ -28,6 +28,7 @@ func runWorker(args []string) int {
 	fs.IntVar(&cfg.CtxSize, "ctx-size", 0, "context size per slot in tokens (default the model's, at most 4096)")
 	fs.IntVar(&cfg.Threads, "threads", 0, "CPU threads (default 1 for a model under 256 MiB, else the physical cores)")
 	fs.IntVar(&cfg.Parallel, "parallel", 1, "requests generated at once, decoded together in one batch (slots)")
+	fs.BoolVar(&cfg.Embeddings, "embeddings", false, "also serve /v1/embeddings (a second context; pooling from the model, mean when it names none)")
 	fs.StringVar(&cfg.GPULayers, "gpu-layers", "auto", "layers on the GPU: auto (as many as fit in free device memory), all, or a count; 0 = CPU only")
 	fs.IntVar(&cfg.Queue, "queue", 0, "requests that may wait for a slot before 429 (default 4 per slot; -1 none)")
 	fs.StringVar(&cfg.APIToken, "api-token", "", "bearer token required on every endpoint but /health, and sent to the Queen")

@@ -40,6 +40,7 @@ func (q *Queen) routes() http.Handler {
 	handle("GET "+wire.PathModels, q.gateway.handleModels)
 	handle("POST "+wire.PathChat, q.gateway.handleProxy)
 	handle("POST "+wire.PathCompletions, q.gateway.handleProxy)
+	handle("POST "+wire.PathEmbeddings, q.gateway.handleProxy)
 	mux.Handle("GET "+wire.PathMetrics, q.metrics.handler())
 	handle("/", func(w http.ResponseWriter, r *http.Request) error {
 		return wire.NewError(http.StatusNotFound, "", "no such endpoint: %s %s", r.Method, r.URL.Path)

@@ -5,10 +5,15 @@ import (
 	"errors"
 )
 
-// ChatMessage is one OpenAI chat message. Content is plain text.
+// ChatMessage is one OpenAI chat message. Content is its text: the string, or the text
+// parts of a content array (see UnmarshalJSON); the image parts' URLs are in Images.
 type ChatMessage struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
+	Role       string     `json:"role"`
+	Content    string     `json:"content"`
+	Name       string     `json:"name,omitempty"`
+	ToolCalls  []ToolCall `json:"tool_calls,omitempty"`
+	ToolCallID string     `json:"tool_call_id,omitempty"`
+	Images     []string   `json:"-"`
 }
 
 // StreamOptions is OpenAI's stream_options.
@@ -54,6 +59,12 @@ type SamplingParams struct {
 	PresencePenalty  *float64 `json:"presence_penalty,omitempty"`
 	FrequencyPenalty *float64 `json:"frequency_penalty,omitempty"`
 	RepeatPenalty    *float64 `json:"repeat_penalty,omitempty"`
+	// Fields OpenAI defines that the worker refuses rather than ignores (400 naming
+	// the field): N > 1, LogitBias, Logprobs, TopLogprobs.
+	N           *int               `json:"n,omitempty"`
+	LogitBias   map[string]float64 `json:"logit_bias,omitempty"`
+	Logprobs    json.RawMessage    `json:"logprobs,omitempty"`
+	TopLogprobs *int               `json:"top_logprobs,omitempty"`
 	// IgnoreEOS, llama-server's extension, generates through end-of-generation tokens
 	// until max_tokens: tests and benchmarks use it for a fixed token count.
 	IgnoreEOS bool `json:"ignore_eos,omitempty"`
@@ -61,15 +72,19 @@ type SamplingParams struct {
 
 // ChatCompletionRequest is the body of POST /v1/chat/completions.
 type ChatCompletionRequest struct {
-	Model    string        `json:"model"`
-	Messages []ChatMessage `json:"messages"`
+	Model          string          `json:"model"`
+	Messages       []ChatMessage   `json:"messages"`
+	Tools          []Tool          `json:"tools,omitempty"`
+	ToolChoice     *ToolChoice     `json:"tool_choice,omitempty"`
+	ResponseFormat *ResponseFormat `json:"response_format,omitempty"`
 	SamplingParams
 }
 
-// CompletionRequest is the body of POST /v1/completions. Prompt is a string.
+// CompletionRequest is the body of POST /v1/completions. Prompt is a string or an array
+// of strings (one choice each).
 type CompletionRequest struct {
 	Model  string `json:"model"`
-	Prompt string `json:"prompt"`
+	Prompt Prompt `json:"prompt"`
 	SamplingParams
 }
 
@@ -89,8 +104,9 @@ type PromptTokensDetails struct {
 
 // Finish reasons.
 const (
-	FinishStop   = "stop"
-	FinishLength = "length"
+	FinishStop      = "stop"
+	FinishLength    = "length"
+	FinishToolCalls = "tool_calls"
 )
 
 // ChatChoice is one choice of a non-streaming chat completion.
@@ -112,8 +128,9 @@ type ChatCompletion struct {
 
 // ChatDelta is the incremental message of a streamed chunk.
 type ChatDelta struct {
-	Role    string `json:"role,omitempty"`
-	Content string `json:"content,omitempty"`
+	Role      string     `json:"role,omitempty"`
+	Content   string     `json:"content,omitempty"`
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
 }
 
 // ChatChunkChoice is one choice of a streamed chunk.

@@ -42,15 +42,11 @@ type responder struct {
 }
 
 func newResponder(rw http.ResponseWriter, f format, model string, stream, usage bool) *responder {
-	var idb [12]byte
-	for i := range idb {
-		idb[i] = byte(rand.Uint32())
-	}
 	out := &responder{rw: rw, f: f, model: model, stream: stream, usage: usage, created: time.Now().Unix()}
 	if f == chatFormat {
-		out.id = "chatcmpl-" + hex.EncodeToString(idb[:])
+		out.id = newID("chatcmpl-")
 	} else {
-		out.id = "cmpl-" + hex.EncodeToString(idb[:])
+		out.id = newID("cmpl-")
 	}
 	if !stream {
 		return out
@@ -75,6 +71,15 @@ func newResponder(rw http.ResponseWriter, f format, model string, stream, usage 
 			Choices: []wire.ChatChunkChoice{{Delta: wire.ChatDelta{Role: "assistant"}}}})
 	}
 	return out
+}
+
+// newID is an answer's id: prefix and 24 random hex digits.
+func newID(prefix string) string {
+	var idb [12]byte
+	for i := range idb {
+		idb[i] = byte(rand.Uint32())
+	}
+	return prefix + hex.EncodeToString(idb[:])
 }
 
 // started reports whether the answer's status line is written (errors can no longer be

@@ -38,6 +38,7 @@ func (w *Worker) routes() http.Handler {
 	route(http.MethodGet, wire.PathModels, w.handle(w.handleModels))
 	route(http.MethodPost, wire.PathChat, w.handle(w.handleChat))
 	route(http.MethodPost, wire.PathCompletions, w.handle(w.handleCompletion))
+	route(http.MethodPost, wire.PathEmbeddings, w.handle(w.handleEmbeddings))
 	// Everything else gets an OpenAI-shaped JSON error (CONTRACT §1), not the mux's plain
 	// text: "/" matches any method and path the routes above do not.
 	mux.Handle("/", w.handle(func(rw http.ResponseWriter, r *http.Request) error {
@@ -168,28 +169,6 @@ func (w *Worker) handleChat(rw http.ResponseWriter, r *http.Request) error {
 	return w.generate(rw, r, e, prompt, special, sampling, &req.SamplingParams, chatFormat)
 }
 
-func (w *Worker) handleCompletion(rw http.ResponseWriter, r *http.Request) error {
-	var req wire.CompletionRequest
-	if err := decodeBody(rw, r, &req); err != nil {
-		return err
-	}
-	e, err := w.ready(req.Model)
-	if err != nil {
-		return err
-	}
-	if req.Prompt == "" {
-		return wire.NewError(http.StatusBadRequest, wire.CodeInvalidField, "prompt is empty: send the text to continue")
-	}
-	if err := checkNoNUL("prompt", req.Prompt); err != nil {
-		return err
-	}
-	sampling, err := samplingFrom(&req.SamplingParams, e.ContextSize())
-	if err != nil {
-		return err
-	}
-	return w.generate(rw, r, e, req.Prompt, false, sampling, &req.SamplingParams, textFormat)
-}
-
 // ready returns the engine once the model is loaded and checks the requested model name.
 func (w *Worker) ready(model string) (*engine.Engine, error) {
 	e := w.engine.Load()
@@ -208,13 +187,7 @@ func (w *Worker) generate(rw http.ResponseWriter, r *http.Request, e *engine.Eng
 	start := time.Now()
 	job, err := e.Prepare(prompt, special, sampling)
 	if err != nil {
-		var ctxErr *engine.ContextExceededError
-		if errors.As(err, &ctxErr) {
-			apiErr := wire.ContextExceeded(ctxErr.PromptTokens, ctxErr.ContextSize)
-			apiErr.Detail.Message = ctxErr.Error() // names the fix (--ctx-size)
-			return apiErr
-		}
-		return wire.NewError(http.StatusBadRequest, wire.CodeInvalidField, "%v", err)
+		return prepareError(err)
 	}
 
 	// The generation ends when the client goes away or the worker stops.
@@ -224,13 +197,11 @@ func (w *Worker) generate(rw http.ResponseWriter, r *http.Request, e *engine.Eng
 	defer stopWatch()
 
 	ticket, err := e.Admit(ctx, job)
-	switch {
-	case errors.Is(err, engine.ErrBusy):
-		rw.Header().Set("Retry-After", "1")
-		return wire.NewError(http.StatusTooManyRequests, wire.CodeBusy,
-			"all %d slots are busy and %d requests already wait: retry shortly, or start the worker with a larger --parallel", e.Parallel(), e.Queued())
-	case err != nil:
-		return errShuttingDown()
+	if err != nil {
+		if errors.Is(err, engine.ErrBusy) {
+			rw.Header().Set("Retry-After", "1")
+		}
+		return admitError(e, err)
 	}
 	// Until srv.Shutdown closes the listener, requests still arrive after the stop:
 	// refuse them rather than answer 200 with no tokens (SIGTERM = stop accepting).
@@ -266,6 +237,27 @@ func (w *Worker) generate(rw http.ResponseWriter, r *http.Request, e *engine.Eng
 	w.log.Info("request", "path", r.URL.Path, "stream", params.Stream, "prompt_tokens", res.PromptTokens,
 		"completion_tokens", res.CompletionTokens, "finish", res.FinishReason, "ms", time.Since(start).Milliseconds())
 	return nil
+}
+
+// prepareError turns an error of engine.Prepare into the API's answer.
+func prepareError(err error) error {
+	var ctxErr *engine.ContextExceededError
+	if errors.As(err, &ctxErr) {
+		apiErr := wire.ContextExceeded(ctxErr.PromptTokens, ctxErr.ContextSize)
+		apiErr.Detail.Message = ctxErr.Error() // names the fix (--ctx-size)
+		return apiErr
+	}
+	return wire.NewError(http.StatusBadRequest, wire.CodeInvalidField, "%v", err)
+}
+
+// admitError turns an error of engine.Admit into the API's answer: 429 when busy (the
+// caller sets Retry-After), 503 when the worker stops.
+func admitError(e *engine.Engine, err error) error {
+	if errors.Is(err, engine.ErrBusy) {
+		return wire.NewError(http.StatusTooManyRequests, wire.CodeBusy,
+			"all %d slots are busy and %d requests already wait: retry shortly, or start the worker with a larger --parallel", e.Parallel(), e.Queued())
+	}
+	return errShuttingDown()
 }
 
 // checkNoNUL refuses text holding a NUL character: llama.cpp takes C strings, and yzma

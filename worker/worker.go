@@ -37,6 +37,7 @@ type Config struct {
 	Parallel      int
 	Queue         int    // requests that may wait for a slot; 0 = 4 per slot; -1 = none
 	GPULayers     string // auto (default), all, or a count; 0 = CPU only
+	Embeddings    bool   // serve /v1/embeddings from a second context
 	APIToken      string
 	LlamaLib      string
 	// ShutdownGrace bounds a graceful stop; 0 = 3 s.
@@ -235,13 +236,14 @@ func (w *Worker) load() error {
 		return err
 	}
 	e, err := engine.Load(engine.Config{
-		GPULayers: plan.layers,
-		ModelPath: w.cfg.ModelPath,
-		LibDir:    w.cfg.LlamaLib,
-		CtxSize:   w.cfg.CtxSize,
-		Threads:   w.cfg.Threads,
-		Parallel:  w.cfg.Parallel,
-		Queue:     w.cfg.Queue,
+		GPULayers:  plan.layers,
+		Embeddings: w.cfg.Embeddings,
+		ModelPath:  w.cfg.ModelPath,
+		LibDir:     w.cfg.LlamaLib,
+		CtxSize:    w.cfg.CtxSize,
+		Threads:    w.cfg.Threads,
+		Parallel:   w.cfg.Parallel,
+		Queue:      w.cfg.Queue,
 		Progress: func(p float32) {
 			w.progress.Store(math.Float32bits(p))
 			if p >= nextLog {

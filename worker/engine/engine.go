@@ -78,6 +78,9 @@ type Config struct {
 	// every layer. "auto" is resolved by the caller (see the worker), which knows the
 	// devices and the estimate.
 	GPULayers int
+	// Embeddings adds a second context for /v1/embeddings (pooling from the model,
+	// mean when it names none).
+	Embeddings bool
 	// Progress receives the model load progress, 0..1. It runs on the loading thread.
 	Progress func(float32)
 }
@@ -215,7 +218,17 @@ func Load(cfg Config) (*Engine, error) {
 		llama.ModelFree(model)
 		return nil, &ModelError{Path: cfg.ModelPath, Err: err}
 	}
+	var emb *embedder
+	if cfg.Embeddings {
+		if emb, err = e.newEmbedder(threads, pool); err != nil {
+			_ = llama.Free(lctx)
+			llama.ThreadpoolFree(pool)
+			llama.ModelFree(model)
+			return nil, &ModelError{Path: cfg.ModelPath, Err: err}
+		}
+	}
 	e.sched = newScheduler(e, lctx, pool)
+	e.sched.emb = emb
 	go e.sched.run()
 	return e, nil
 }

@@ -19,6 +19,7 @@ type scheduler struct {
 	e         *Engine
 	lctx      llama.Context
 	pool      llama.Threadpool // the context's CPU threads; 0 = ggml's own
+	emb       *embedder        // the embedding context; nil without --embeddings
 	mem       llama.Memory
 	batch     llama.Batch
 	seqs      []*sequence
@@ -29,9 +30,10 @@ type scheduler struct {
 	exited chan struct{} // closed when run has returned and freed the context
 
 	mu       sync.Mutex
-	pending  []*request // FIFO of requests waiting for a sequence
-	reserved int        // admitted requests not yet queued (Admit before Run)
-	active   int        // sequences in use
+	embeds   []*embedJob // Embed calls waiting (only with an embedder)
+	pending  []*request  // FIFO of requests waiting for a sequence
+	reserved int         // admitted requests not yet queued (Admit before Run)
+	active   int         // sequences in use
 	closing  bool
 	// Figures for Stats, updated at the end of each step.
 	kvTokens                  int
@@ -180,9 +182,13 @@ func (s *scheduler) stats() Stats {
 func (s *scheduler) close(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
-	queued := s.pending
-	s.pending = nil
+	queued, embeds := s.pending, s.embeds
+	s.pending, s.embeds = nil, nil
 	s.mu.Unlock()
+	for _, job := range embeds {
+		job.err = ErrClosed
+		close(job.done)
+	}
 	for _, r := range queued {
 		r.res.PromptTokens = len(r.job.tokens)
 		r.err = ErrClosed
@@ -208,9 +214,15 @@ func (s *scheduler) run() {
 		}
 		_ = llama.BatchFree(s.batch)
 		_ = llama.Free(s.lctx)
+		if s.emb != nil {
+			s.emb.free()
+		}
 		llama.ThreadpoolFree(s.pool) // after the context that used it
 	}()
 	for {
+		if s.emb != nil {
+			s.runEmbeds() // between steps: a stream waits one embedding batch at most
+		}
 		busy, closing := s.admit()
 		if !busy {
 			if closing {
