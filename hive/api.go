@@ -45,7 +45,7 @@ type Options struct {
 	WorkerBinary     string // the beekeeper binary to run as `worker`; default os.Executable()
 	LlamaLib         string // llama.cpp library folder handed to workers; default: the worker locates it
 	QueenURL         string // "" = Queenless
-	QueenToken       string // bearer token for the Queen, also handed to workers as --api-token
+	QueenToken       string // bearer token for the Queen, also handed to workers (in their environment, never argv)
 	SpawnedBy        string // spawned_by sent to the Queen; default "gui"
 	HiveID           string // this machine's name in spawn orders; default DefaultHiveID()
 	// ResolveModel maps a model name (as workers serve it) to a GGUF file on this

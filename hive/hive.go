@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/beekeeper-hive/beekeeper/internal/broadcast"
 	"github.com/beekeeper-hive/beekeeper/internal/dirs"
 	"github.com/beekeeper-hive/beekeeper/localregistry"
 	"github.com/beekeeper-hive/beekeeper/queensync"
@@ -28,6 +29,9 @@ var (
 	ErrClosed    = errors.New("hive is closed")
 	// ErrBadPortRange is a port range that cannot be used (SetPortRange, Options).
 	ErrBadPortRange = errors.New("invalid port range")
+	// ErrStarting is a Stop of a worker whose spawn (in this or another process) has
+	// claimed its port but not yet recorded its process.
+	ErrStarting = errors.New("worker is still being started: stop it once its spawn has recorded it (a moment)")
 )
 
 // livenessEvery is how often workers we did not start (adopted) are checked: it bounds
@@ -35,6 +39,11 @@ var (
 // the kernel can watch a process (a pidfd), a check is a look at a channel; elsewhere
 // it reads /proc.
 const livenessEvery = 250 * time.Millisecond
+
+// unrecordedEvery is how often the hive looks for running workers of its state folder
+// that no entry records (see adoptUnrecorded): it bounds how long such a worker stays
+// unseen by a running app. Open looks at once.
+const unrecordedEvery = 5 * time.Second
 
 // Hive is one machine's set of workers. Safe for concurrent use.
 type Hive struct {
@@ -49,30 +58,40 @@ type Hive struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	self      int // this process's pid and start time: the claimant of its spawns' claims
+	selfStart int64
+
 	mu       sync.Mutex
 	procs    map[string]*spawner.Process // children of this process, by id
 	stopping map[string]bool             // stop requested: an exit is "exited", not "crashed"
+	warned   map[string]bool             // failures logged and still failing (see warnOnce)
 	closed   bool
 	// queenChanged is closed (and replaced) when the Queen changes: the spawn-order
 	// poll waiting at the old Queen ends at once.
 	queenChanged chan struct{}
 	claimToken   string // this hive's token in spawn-order claims (see hive/orders.go)
 
-	subMu sync.Mutex
-	subs  map[chan Event]struct{}
+	events broadcast.Hub[Event]
 
-	statsMu   sync.Mutex
-	stats     map[string]Stats
-	statsSubs map[chan map[string]Stats]struct{}
+	statsMu  sync.Mutex
+	stats    map[string]Stats
+	statsHub broadcast.Hub[map[string]Stats]
 }
 
-// Open loads the local registry (moving a corrupt file aside), re-adopts live workers,
+// Open loads the local registry (a corrupt file is moved aside and rebuilt from the
+// workers still running), re-adopts live workers, adopts running workers no entry records,
 // marks dead ones exited, and starts the stats ticker, the crash watcher and the Queen
 // sync. Close releases it.
 func Open(opts Options) (*Hive, error) {
 	if opts.StateDir == "" {
 		opts.StateDir = dirs.State()
 	}
+	// Workers carry the state folder as their owner's marker: one spelling for all.
+	abs, err := filepath.Abs(opts.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("state folder %s: %w", opts.StateDir, err)
+	}
+	opts.StateDir = abs
 	if opts.PortMin <= 0 {
 		opts.PortMin = wire.DefaultPortMin
 	}
@@ -97,15 +116,12 @@ func Open(opts Options) (*Hive, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	reg, err := localregistry.Open(opts.StateDir, opts.Logger)
-	if err != nil {
-		return nil, fmt.Errorf("open local registry: %w", err)
-	}
 	sp, err := spawner.New(spawner.Config{
 		Binary:       opts.WorkerBinary,
 		LlamaLib:     opts.LlamaLib,
 		LogDir:       logDir(opts.StateDir),
 		ReadyTimeout: opts.ReadyTimeout,
+		HiveDir:      opts.StateDir,
 		Logger:       opts.Logger,
 	})
 	if err != nil {
@@ -113,28 +129,35 @@ func Open(opts Options) (*Hive, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hive{
-		opts: opts, log: opts.Logger, reg: reg, sp: sp,
+		opts: opts, log: opts.Logger, sp: sp,
 		http:   &http.Client{Timeout: 2 * time.Second},
 		ctx:    ctx,
 		cancel: cancel,
-		procs:  map[string]*spawner.Process{}, stopping: map[string]bool{},
+		self:   os.Getpid(),
+		procs:  map[string]*spawner.Process{}, stopping: map[string]bool{}, warned: map[string]bool{},
 		queenChanged: make(chan struct{}), claimToken: newClaimToken(),
-		subs:  map[chan Event]struct{}{},
-		stats: map[string]Stats{}, statsSubs: map[chan map[string]Stats]struct{}{},
+		stats: map[string]Stats{},
+	}
+	h.selfStart, _ = spawner.CreateTime(h.self)
+	h.reg, err = localregistry.OpenWith(opts.StateDir, localregistry.Options{Logger: opts.Logger, Rebuild: h.runningEntries})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("open local registry: %w", err)
 	}
 	h.syncer = queensync.New(queensync.Config{
-		Registry: reg,
+		Registry: h.reg,
 		Interval: opts.SyncInterval,
 		Logger:   opts.Logger,
-		OnStatus: func(queensync.Status) { h.publish(Event{Kind: EventQueen}) },
+		OnStatus: func(queensync.Status) { h.events.Publish(Event{Kind: EventQueen}) },
 	})
 	if err := h.syncer.SetQueen(opts.QueenURL, opts.QueenToken); err != nil {
 		cancel()
 		return nil, err
 	}
+	h.adoptUnrecorded()
 	h.adoptAll()
 
-	changes, unsub := reg.Subscribe()
+	changes, unsub := h.reg.Subscribe()
 	if !opts.Passive {
 		h.wg.Add(1)
 		go func() { defer h.wg.Done(); h.syncer.Run(ctx) }()
@@ -151,95 +174,6 @@ func Open(opts Options) (*Hive, error) {
 
 func logDir(state string) string { return state + string(os.PathSeparator) + "logs" }
 
-// adoptAll re-adopts each live entry whose process (same pid and start time) still runs
-// and answers as the same worker; the others are marked exited. Nothing is dropped.
-func (h *Hive) adoptAll() {
-	for _, e := range h.reg.List() {
-		if !e.State.Live() {
-			continue
-		}
-		h.checkAdopted(e, true)
-	}
-}
-
-// checkAdopted checks one live entry we are not the parent of. At open (full) it also
-// asks the worker who it is; afterwards only the pid is watched.
-func (h *Hive) checkAdopted(e Entry, full bool) {
-	alive := spawner.Alive(e.PID, e.ProcessStart)
-	reason := "process is gone"
-	if alive && full && e.State != StateStarting {
-		ctx, cancel := context.WithTimeout(h.ctx, 3*time.Second)
-		defer cancel()
-		_, token := h.syncer.Queen()
-		caps, err := spawner.Capabilities(ctx, h.http, e.URL(), token)
-		var apiErr *wire.APIError
-		switch {
-		case !spawner.Healthy(ctx, h.http, e.URL()):
-			alive, reason = false, "process runs but does not answer /health"
-		case errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized:
-			// Same pid and start time, serving on its port: ours, spawned with another
-			// token (the app opens before it knows its Queen, or the token changed).
-			// Never stop a healthy worker over that; its Queen traffic needs a restart.
-			h.log.Warn("adopted a worker spawned with another API token; restart it to use the current one", "id", e.ID)
-		case err != nil:
-			alive, reason = false, "process runs but /capabilities failed: "+err.Error()
-		case caps.WorkerID != e.ID:
-			alive, reason = false, fmt.Sprintf("another worker (%s) answers on its port", caps.WorkerID)
-		}
-	}
-	if alive {
-		return
-	}
-	if reason != "process is gone" && spawner.Alive(e.PID, e.ProcessStart) && e.State != StateStarting {
-		// Our worker, but unusable: stop it rather than orphan it.
-		h.log.Warn("stopping unresponsive worker", "id", e.ID, "pid", e.PID, "reason", reason)
-		_ = spawner.StopPID(h.ctx, e.PID, e.ProcessStart, 5*time.Second)
-	}
-	h.markGone(e.ID, e.PID, nil, reason)
-}
-
-// markGone records a worker's exit: "exited" when asked to stop or clean, else "crashed".
-func (h *Hive) markGone(id string, pid int, code *int, reason string) {
-	h.mu.Lock()
-	asked := h.stopping[id]
-	delete(h.stopping, id)
-	if p := h.procs[id]; p != nil && p.PID == pid {
-		delete(h.procs, id)
-	}
-	h.mu.Unlock()
-	_, err := h.reg.Modify(id, func(e *Entry) {
-		if e.PID != pid {
-			return
-		}
-		if !e.State.Live() {
-			// Another hive on this registry (watching it as adopted) saw it go first and
-			// could not know the exit code; the parent's reap fills it in.
-			if code == nil || e.ExitCode != nil {
-				return
-			}
-			asked = asked || e.State == StateExited
-		}
-		// StateStopping is in the shared file: a stop asked by another hive counts too.
-		asked = asked || e.State == StateStopping
-		e.State = StateCrashed
-		if asked || (code != nil && *code == wire.ExitOK) {
-			e.State = StateExited
-		}
-		e.ExitCode = code
-		e.ExitReason = reason
-		if code != nil && reason == "" {
-			e.ExitReason = wire.ExitReason(*code)
-			if *code < 0 {
-				e.ExitReason = "killed by a signal"
-			}
-		}
-	})
-	if err != nil && !errors.Is(err, localregistry.ErrNotFound) {
-		h.log.Warn("record worker exit", "id", id, "err", err)
-	}
-	h.syncer.Trigger()
-}
-
 // forward turns registry changes (ours and other instances') into hive events.
 func (h *Hive) forward(ctx context.Context, changes <-chan localregistry.Change) {
 	for {
@@ -250,59 +184,7 @@ func (h *Hive) forward(ctx context.Context, changes <-chan localregistry.Change)
 			if !ok {
 				return
 			}
-			h.publish(Event{Kind: EventKind(c.Kind), Entry: c.Entry})
-		}
-	}
-}
-
-// tick is the one ticker: liveness of adopted workers, registry changes made by other
-// instances, stats for every live worker, and log bounds.
-func (h *Hive) tick(ctx context.Context) {
-	t := time.NewTicker(livenessEvery)
-	defer t.Stop()
-	sampler := spawner.NewSampler()
-	var lastStats, lastTrim time.Time
-	watches := adoptedWatches{}
-	defer watches.closeAll()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := h.reg.Reload(); err != nil {
-			h.log.Warn("reload local registry", "err", err)
-		}
-		entries := h.reg.List()
-		h.mu.Lock()
-		children := make(map[string]int, len(h.procs))
-		for id, p := range h.procs {
-			children[id] = p.PID
-		}
-		h.mu.Unlock()
-		pids := map[string]int{}
-		for _, e := range entries {
-			if !e.State.Live() {
-				continue
-			}
-			if pid, ok := children[e.ID]; !ok || pid != e.PID {
-				if watches.exited(e) {
-					h.checkAdopted(e, false)
-				}
-			}
-			pids[e.ID] = e.PID
-		}
-		watches.keepOnly(pids)
-		now := time.Now()
-		if now.Sub(lastStats) >= h.opts.StatsInterval-livenessEvery/2 {
-			lastStats = now
-			h.publishStats(sampler.Sample(pids))
-		}
-		if now.Sub(lastTrim) >= 10*time.Second {
-			lastTrim = now
-			for _, e := range entries {
-				_ = spawner.TrimLog(e.LogFile, h.opts.MaxLogBytes)
-			}
+			h.events.Publish(Event{Kind: EventKind(c.Kind), Entry: c.Entry})
 		}
 	}
 }
@@ -358,6 +240,10 @@ func RouteAddr(hostport string) (string, error) {
 // Spawn starts a worker, waits until it serves (progress reports each phase; it may be
 // nil), records it, and registers it with the Queen when one is set. Errors are typed:
 // see ErrRuntimeMissing, ErrModelLoad, ErrPortTaken, ... and *StartError.
+//
+// The port is claimed in the registry before anything starts, and the process recorded
+// the moment it has: a spawn killed at any point leaves a claim (dropped by the next
+// hive) or a recorded worker, never a worker that no entry names.
 func (h *Hive) Spawn(ctx context.Context, req SpawnRequest, progress func(SpawnProgress)) (Entry, error) {
 	if h.isClosed() {
 		return Entry{}, ErrClosed
@@ -373,29 +259,39 @@ func (h *Hive) Spawn(ctx context.Context, req SpawnRequest, progress func(SpawnP
 	if abs, err := filepath.Abs(req.ModelPath); err == nil {
 		req.ModelPath = abs
 	}
+	// Before any claim: a FIFO or folder must fail at once, not hang or reserve a port.
+	if err := spawner.CheckModel(req.ModelPath); err != nil {
+		return Entry{}, err
+	}
 	bind, advertise, err := h.placement()
 	if err != nil {
 		return Entry{}, err
 	}
 	queenURL, token := h.syncer.Queen()
-	syncState := SyncOff
-	if queenURL != "" {
-		syncState = SyncPending
+	claim := Entry{
+		BindHost: bind, AdvertiseHost: advertise,
+		Model: wire.ModelName(req.ModelPath), ModelPath: req.ModelPath,
+		WorkerType: req.WorkerType, SpawnedBy: h.opts.SpawnedBy,
+		CtxSize: req.CtxSize, Threads: req.Threads,
+		State: StateStarting, Sync: SyncOff, QueenURL: queenURL,
+		SpawnOrder: req.SpawnOrder,
+		ClaimPID:   h.self, ClaimStart: h.selfStart,
 	}
-	var current Entry // the attempt in progress, recorded as "starting"
-	claim := func(id string, port, pid int) error {
-		ct, _ := spawner.CreateTime(pid)
-		e := Entry{
-			ID: id, PID: pid, ProcessStart: ct, Port: port,
-			BindHost: bind, AdvertiseHost: advertise,
-			Model: wire.ModelName(req.ModelPath), ModelPath: req.ModelPath,
-			WorkerType: req.WorkerType, SpawnedBy: h.opts.SpawnedBy,
-			CtxSize: req.CtxSize, Threads: req.Threads,
-			StartedAt: time.Now().UTC(), LogFile: h.sp.LogFile(id),
-			State: StateStarting, Sync: syncState, QueenURL: queenURL,
-			SpawnOrder: req.SpawnOrder,
+	if queenURL != "" {
+		claim.Sync = SyncPending
+	}
+	var current Entry // the attempt in progress: its claim, then its process
+	reserve := func(skip map[int]bool) (int, error) {
+		e, err := h.reserve(claim, req.Port, skip)
+		if err != nil {
+			return 0, err
 		}
-		if err := h.recordStarting(e); err != nil {
+		current = e
+		return e.Port, nil
+	}
+	started := func(id string, port, pid int) error {
+		e, err := h.recordStarted(id, pid)
+		if err != nil {
 			return err // the spawner stops the process
 		}
 		current = e
@@ -405,12 +301,11 @@ func (h *Hive) Spawn(ctx context.Context, req SpawnRequest, progress func(SpawnP
 	onProgress := func(p SpawnProgress) {
 		switch p.Phase {
 		case PhaseLoading:
-			if p.Fraction-lastFrac >= 0.05 && current.ID != "" {
+			if p.Fraction-lastFrac >= 0.05 && current.PID != 0 {
 				lastFrac = p.Fraction
-				_, _ = h.reg.Modify(current.ID, func(e *Entry) {
-					if e.PID == current.PID {
-						e.LoadProgress = p.Fraction
-					}
+				_, _ = h.reg.Transition(current.ID, current.PID, func(e *Entry) error {
+					e.LoadProgress = p.Fraction
+					return nil
 				})
 			}
 		case PhaseRetrying:
@@ -427,7 +322,8 @@ func (h *Hive) Spawn(ctx context.Context, req SpawnRequest, progress func(SpawnP
 		BindHost: bind, AdvertiseHost: advertise,
 		SpawnedBy: h.opts.SpawnedBy, QueenURL: queenURL, Token: token,
 		SpawnOrder: req.SpawnOrder,
-		Claim:      claim,
+		Reserve:    reserve,
+		Started:    started,
 	}, onProgress)
 	if err != nil {
 		h.forget(current)
@@ -438,19 +334,17 @@ func (h *Hive) Spawn(ctx context.Context, req SpawnRequest, progress func(SpawnP
 	h.mu.Unlock()
 	go h.reap(proc) // owned by the child's lifetime: exits when the worker does
 
-	err = h.reg.Update(func(m map[string]Entry) error {
-		e, ok := m[proc.ID]
-		if !ok || e.PID != proc.PID {
-			return fmt.Errorf("%w: %s with pid %d", ErrNotFound, proc.ID, proc.PID)
+	e, err := h.reg.Transition(proc.ID, proc.PID, func(e *Entry) error {
+		if e.State != StateStarting {
+			return fmt.Errorf("it was %s while it started", e.State)
 		}
 		e.State, e.LoadProgress, e.ProcessStart = StateReady, 1, proc.CreateTime
-		m[proc.ID] = e
 		return nil
 	})
 	if err != nil {
 		// Without its entry the worker would run unseen: never synced, never stopped.
 		_ = proc.Stop(context.Background())
-		return Entry{}, fmt.Errorf("record worker %s: %w", proc.ID, err)
+		return Entry{}, fmt.Errorf("record worker %s as ready: %w", proc.ID, err)
 	}
 	if queenURL != "" {
 		if req.RegisterWithQueen {
@@ -461,39 +355,10 @@ func (h *Hive) Spawn(ctx context.Context, req SpawnRequest, progress func(SpawnP
 			h.syncer.Trigger()
 		}
 	}
-	e, _ := h.reg.Get(proc.ID)
+	if got, ok := h.reg.Get(proc.ID); ok {
+		e = got
+	}
 	return e, nil
-}
-
-// recordStarting records a just-started process as "starting". It never replaces the
-// entry of another process that is still live under that id (a concurrent spawn on the
-// same port, or another app instance's): that start fails as ErrPortTaken instead.
-func (h *Hive) recordStarting(e Entry) error {
-	err := h.reg.Update(func(m map[string]Entry) error {
-		if cur, ok := m[e.ID]; ok && cur.PID != e.PID && cur.State.Live() && spawner.Alive(cur.PID, cur.ProcessStart) {
-			return &spawner.StartError{Kind: spawner.ErrPortTaken, Port: e.Port, ExitCode: -1,
-				Err: fmt.Errorf("worker %s is already live (pid %d)", e.ID, cur.PID)}
-		}
-		m[e.ID] = e
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("record starting worker %s: %w", e.ID, err)
-	}
-	return nil
-}
-
-// forget removes the entry of a start attempt that never served.
-func (h *Hive) forget(e Entry) {
-	if e.ID == "" {
-		return
-	}
-	_ = h.reg.Update(func(m map[string]Entry) error {
-		if cur, ok := m[e.ID]; ok && cur.PID == e.PID {
-			delete(m, e.ID)
-		}
-		return nil
-	})
 }
 
 // reap records the exit of a child the moment it is reaped.
@@ -505,11 +370,15 @@ func (h *Hive) reap(p *spawner.Process) {
 		return
 	}
 	code := p.ExitCode()
-	h.markGone(p.ID, p.PID, &code, "")
+	if err := h.markGone(p.ID, p.PID, &code, ""); err != nil {
+		h.warnOnce("exit:"+p.ID, "record worker exit; retried while the worker is listed live", "id", p.ID, "err", err)
+	}
 }
 
 // Stop stops a worker (SIGTERM to its group, grace, SIGKILL), marks it exited and
-// deregisters it from the Queen. Stopping an exited worker is a no-op.
+// deregisters it from the Queen. Stopping an exited worker is a no-op. A worker that
+// stopped but whose exit could not be written to the registry (a full disk) is an
+// error: the registry still lists it as before, and the hive records the exit once it can.
 func (h *Hive) Stop(ctx context.Context, id string) error {
 	e, ok := h.reg.Get(id)
 	if !ok {
@@ -518,27 +387,37 @@ func (h *Hive) Stop(ctx context.Context, id string) error {
 	if !e.State.Live() {
 		return nil
 	}
+	if e.Claimed() {
+		if claimantAlive(e) {
+			return fmt.Errorf("stop worker %s: %w (spawned by pid %d)", id, ErrStarting, e.ClaimPID)
+		}
+		// Its spawn died: settle the claim (adopt the worker it left, or drop it).
+		h.adoptUnrecorded()
+		if e, ok = h.reg.Get(id); !ok || !e.State.Live() || e.Claimed() {
+			return nil
+		}
+	}
 	h.mu.Lock()
 	h.stopping[id] = true
 	proc := h.procs[id]
 	h.mu.Unlock()
-	_, _ = h.reg.Modify(id, func(x *Entry) {
-		if x.PID == e.PID && x.State.Live() {
+	// A failure to write "stopping" (a full disk) does not keep the worker running: the
+	// person asked, and the exit is recorded below or reported.
+	_, _ = h.reg.Transition(id, e.PID, func(x *Entry) error {
+		if x.State.Live() {
 			x.State = StateStopping
 		}
+		return nil
 	})
 	var err error
+	var code *int
 	if proc != nil && proc.PID == e.PID {
-		err = proc.Stop(ctx)
-		if err == nil {
-			code := proc.ExitCode()
-			h.markGone(id, e.PID, &code, "stopped")
+		if err = proc.Stop(ctx); err == nil {
+			c := proc.ExitCode()
+			code = &c
 		}
 	} else {
 		err = spawner.StopPID(ctx, e.PID, e.ProcessStart, 5*time.Second)
-		if err == nil {
-			h.markGone(id, e.PID, nil, "stopped")
-		}
 	}
 	if err != nil {
 		// The worker may still run: undo the "stopping" mark, or its row would stay stuck
@@ -546,22 +425,26 @@ func (h *Hive) Stop(ctx context.Context, id string) error {
 		h.mu.Lock()
 		delete(h.stopping, id)
 		h.mu.Unlock()
-		_, _ = h.reg.Modify(id, func(x *Entry) {
-			if x.PID == e.PID && x.State == StateStopping {
+		_, _ = h.reg.Transition(id, e.PID, func(x *Entry) error {
+			if x.State == StateStopping {
 				x.State = e.State
 			}
+			return nil
 		})
 		return fmt.Errorf("stop worker %s: %w", id, err)
+	}
+	if err := h.markGone(id, e.PID, code, "stopped"); err != nil {
+		now, _ := h.reg.Get(id)
+		return fmt.Errorf("stop worker %s: the worker stopped, but the registry still lists it as %s: %w", id, now.State, err)
 	}
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if derr := h.syncer.DeregisterAt(dctx, e.QueenURL, id); derr != nil {
 		h.log.Info("deregister stopped worker; the sync retries", "id", id, "err", derr)
 	} else {
-		_, _ = h.reg.Modify(id, func(x *Entry) {
-			if x.PID == e.PID {
-				x.Sync, x.SyncError = SyncOff, ""
-			}
+		_, _ = h.reg.Transition(id, e.PID, func(x *Entry) error {
+			x.Sync, x.SyncError = SyncOff, ""
+			return nil
 		})
 	}
 	return nil
@@ -617,34 +500,9 @@ func (h *Hive) Get(id string) (Entry, bool) { return h.reg.Get(id) }
 
 // Subscribe delivers every registry change (and EventQueen on Queen status changes).
 // A subscriber more than 256 events behind misses some but is never blocked on; call
-// List for the full picture. unsubscribe closes the channel.
+// List for the full picture. unsubscribe closes the channel; so does Close.
 func (h *Hive) Subscribe() (events <-chan Event, unsubscribe func()) {
-	ch := make(chan Event, 256)
-	h.subMu.Lock()
-	h.subs[ch] = struct{}{}
-	h.subMu.Unlock()
-	var once sync.Once
-	return ch, func() {
-		once.Do(func() {
-			h.subMu.Lock()
-			if _, ok := h.subs[ch]; ok { // Close may have closed it already
-				delete(h.subs, ch)
-				close(ch)
-			}
-			h.subMu.Unlock()
-		})
-	}
-}
-
-func (h *Hive) publish(ev Event) {
-	h.subMu.Lock()
-	defer h.subMu.Unlock()
-	for ch := range h.subs {
-		select {
-		case ch <- ev:
-		default:
-		}
-	}
+	return h.events.Subscribe(broadcast.DropNewest, 256)
 }
 
 // Stats returns the latest sample of a live worker.
@@ -658,35 +516,14 @@ func (h *Hive) Stats(id string) (Stats, bool) {
 // SubscribeStats delivers one map (worker id -> sample) per stats tick; all subscribers
 // share the one sampler. A slow subscriber gets the newest sample, never a backlog.
 func (h *Hive) SubscribeStats() (samples <-chan map[string]Stats, unsubscribe func()) {
-	ch := make(chan map[string]Stats, 1)
-	h.statsMu.Lock()
-	h.statsSubs[ch] = struct{}{}
-	h.statsMu.Unlock()
-	var once sync.Once
-	return ch, func() {
-		once.Do(func() {
-			h.statsMu.Lock()
-			delete(h.statsSubs, ch)
-			close(ch)
-			h.statsMu.Unlock()
-		})
-	}
+	return h.statsHub.Subscribe(broadcast.KeepLatest, 1)
 }
 
 func (h *Hive) publishStats(s map[string]Stats) {
 	h.statsMu.Lock()
-	defer h.statsMu.Unlock()
 	h.stats = s
-	for ch := range h.statsSubs {
-		select { // replace an unread sample with the newer one
-		case <-ch:
-		default:
-		}
-		select {
-		case ch <- s:
-		default:
-		}
-	}
+	h.statsMu.Unlock()
+	h.statsHub.Publish(s)
 }
 
 // LogFile is the path of a worker's log file.
@@ -721,7 +558,7 @@ func (h *Hive) SetQueen(url, token string) error {
 	}
 	h.opts.QueenURL, h.opts.QueenToken = url, token
 	h.mu.Unlock()
-	h.publish(Event{Kind: EventQueen})
+	h.events.Publish(Event{Kind: EventQueen})
 	return nil
 }
 
@@ -809,8 +646,8 @@ func (h *Hive) Close(stopWorkers bool) error {
 		var wg sync.WaitGroup
 		var emu sync.Mutex
 		for _, e := range h.reg.List() {
-			if !e.State.Live() {
-				continue
+			if !e.State.Live() || (e.Claimed() && e.ClaimPID == h.self) {
+				continue // our spawns in flight: closed, they start nothing more (see reserve)
 			}
 			wg.Add(1)
 			go func(id string) {
@@ -828,12 +665,8 @@ func (h *Hive) Close(stopWorkers bool) error {
 	}
 	h.cancel()
 	h.wg.Wait()
-	h.subMu.Lock()
-	for ch := range h.subs {
-		delete(h.subs, ch)
-		close(ch)
-	}
-	h.subMu.Unlock()
+	h.events.Close()
+	h.statsHub.Close()
 	return errors.Join(errs...)
 }
 
@@ -842,49 +675,3 @@ func (h *Hive) isClosed() bool {
 	defer h.mu.Unlock()
 	return h.closed
 }
-
-// adoptedWatches holds the exit watches of adopted workers, by id; the tick goroutine
-// owns it.
-type adoptedWatches map[string]adoptedWatch
-
-type adoptedWatch struct {
-	pid int
-	w   *spawner.ExitWatch // nil where the kernel cannot watch: poll instead
-}
-
-// exited reports whether e's process may have gone and needs the full check: its watch
-// fired, or there is no watch to ask.
-func (ws adoptedWatches) exited(e Entry) bool {
-	aw, ok := ws[e.ID]
-	if !ok || aw.pid != e.PID {
-		if ok && aw.w != nil {
-			aw.w.Close()
-		}
-		aw = adoptedWatch{pid: e.PID}
-		aw.w, _ = spawner.WatchExit(e.PID, e.ProcessStart)
-		ws[e.ID] = aw
-	}
-	if aw.w == nil {
-		return true
-	}
-	select {
-	case <-aw.w.Exited:
-		return true
-	default:
-		return false
-	}
-}
-
-// keepOnly drops the watches of workers that are no longer live (pids: id -> pid).
-func (ws adoptedWatches) keepOnly(pids map[string]int) {
-	for id, aw := range ws {
-		if pid, ok := pids[id]; !ok || pid != aw.pid {
-			if aw.w != nil {
-				aw.w.Close()
-			}
-			delete(ws, id)
-		}
-	}
-}
-
-func (ws adoptedWatches) closeAll() { ws.keepOnly(nil) }

@@ -17,6 +17,48 @@ const (
 // Live reports whether a worker in state s is (believed to be) running.
 func (s State) Live() bool { return s == StateStarting || s == StateReady || s == StateStopping }
 
+// known reports whether s is one of the states above.
+func (s State) known() bool { return s.Live() || s == StateExited || s == StateCrashed }
+
+// transitions lists the states each state may change to; "" is a new entry (or a new
+// process under an existing id). Staying in a state is always allowed (load progress, a
+// late exit code, the Queen sync's fields). exited is final.
+var transitions = map[State][]State{
+	// A claim (port reserved, pid 0, then its pid), or a worker found serving (adopted).
+	"":            {StateStarting, StateReady},
+	StateStarting: {StateReady, StateStopping, StateExited, StateCrashed},
+	// exited: gone unasked with exit code 0, or stopped by another hive on the registry.
+	StateReady: {StateStopping, StateExited, StateCrashed},
+	// Back to starting or ready: the stop failed and the worker runs on.
+	StateStopping: {StateExited, StateCrashed, StateStarting, StateReady},
+	StateExited:   nil,
+	// The parent's reap: a clean exit another hive could only see as a death.
+	StateCrashed: {StateExited},
+}
+
+// CanTransition reports whether an entry may go from state from to state to.
+func CanTransition(from, to State) bool {
+	if from == to {
+		return from.known()
+	}
+	for _, s := range transitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// SameProcess reports whether e and o record one process: the same pid, and the same
+// start time where both know it (a pid is reused; a pid and its start time are not).
+func (e Entry) SameProcess(o Entry) bool {
+	return e.PID == o.PID && (e.ProcessStart == 0 || o.ProcessStart == 0 || e.ProcessStart == o.ProcessStart)
+}
+
+// Claimed reports whether the entry is a claim whose process has not started (or not yet
+// been recorded): its port is reserved, its pid unknown.
+func (e Entry) Claimed() bool { return e.PID == 0 && e.State == StateStarting }
+
 // SyncState is where a worker stands with the Queen.
 type SyncState string
 
@@ -53,6 +95,11 @@ type Entry struct {
 	QueenURL      string    `json:"queen_url,omitempty"` // the Queen Sync refers to
 	SyncError     string    `json:"queen_sync_error,omitempty"`
 	SpawnOrder    string    `json:"spawn_order,omitempty"` // the Queen's spawn order it was started for
+	// ClaimPID and ClaimStart name the process that claimed the entry (a hive, in the app
+	// or a `beekeeper spawn`). While PID is 0 (claimed, not started yet) the claim holds
+	// the port only as long as that process runs.
+	ClaimPID   int   `json:"claim_pid,omitempty"`
+	ClaimStart int64 `json:"claim_start_ms,omitempty"`
 }
 
 // URL is the worker's base URL as this machine reaches it.

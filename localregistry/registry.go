@@ -1,5 +1,6 @@
 // Package localregistry owns this machine's record of the workers it spawned: a JSON file
 // in the state folder, written atomically under a file lock, with change subscriptions.
+// Every state change goes through one check against the table of allowed transitions.
 package localregistry
 
 import (
@@ -15,6 +16,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/beekeeper-hive/beekeeper/internal/broadcast"
 )
 
 // SchemaVersion is the registry file's format version.
@@ -28,6 +31,14 @@ var ErrNewerSchema = errors.New("registry file was written by a newer Beekeeper:
 
 // ErrNotFound is an id the registry does not hold.
 var ErrNotFound = errors.New("no such worker in the local registry")
+
+// ErrReplaced means the entry now records another process than the one the caller meant
+// (a new spawn under the same id): the change was not made.
+var ErrReplaced = errors.New("the worker's entry now records another process")
+
+// ErrBadTransition is a state change the transition table forbids (see CanTransition);
+// the transaction was not made.
+var ErrBadTransition = errors.New("state change not allowed")
 
 type file struct {
 	Schema  int     `json:"schema"`
@@ -50,14 +61,25 @@ type Change struct {
 	Entry Entry
 }
 
+// Options configure a Registry.
+type Options struct {
+	Logger *slog.Logger // default slog.Default()
+	// Rebuild, when set, returns the entries of the workers that still run, from the
+	// processes themselves. When a corrupt file is set aside, the registry starts from
+	// them (in the same transaction) instead of empty, so no live worker is forgotten.
+	// It runs under the registry's lock: it must not call the Registry.
+	Rebuild func() []Entry
+}
+
 // Registry is the local registry. Every change is a transaction: take the file lock,
 // re-read the file (so changes by another instance are merged, never overwritten), apply,
 // write atomically, release. Safe for concurrent use, and for several processes sharing
 // one folder.
 type Registry struct {
-	path string
-	lock string
-	log  *slog.Logger
+	path    string
+	lock    string
+	log     *slog.Logger
+	rebuild func() []Entry
 
 	mu      sync.Mutex // serialises transactions in this process; never held across network I/O
 	entries map[string]Entry
@@ -65,9 +87,7 @@ type Registry struct {
 	// published, so subscribers see changes in commit order (the last event for an id is
 	// its current state). Publishing never blocks, so holding it is short.
 	pubMu sync.Mutex
-
-	subMu sync.Mutex
-	subs  map[chan Change]struct{}
+	hub   broadcast.Hub[Change]
 
 	// seen is the file as last read or written by this instance (under mu), taken from
 	// the descriptor that was read or written so that it describes exactly that content.
@@ -77,10 +97,17 @@ type Registry struct {
 }
 
 // Open opens (creating if needed) the registry in dir. A corrupt file is moved aside as
-// registry.json.corrupt-<time> with a warning and the registry starts empty.
+// registry.json.corrupt-<time> with a warning and the registry starts empty (see
+// OpenWith for starting from the running workers instead).
 func Open(dir string, log *slog.Logger) (*Registry, error) {
-	if log == nil {
-		log = slog.Default()
+	return OpenWith(dir, Options{Logger: log})
+}
+
+// OpenWith is Open with options: with Options.Rebuild, a corrupt file is replaced by the
+// entries of the workers still running rather than by nothing.
+func OpenWith(dir string, o Options) (*Registry, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state folder: %w", err)
@@ -88,9 +115,9 @@ func Open(dir string, log *slog.Logger) (*Registry, error) {
 	r := &Registry{
 		path:    filepath.Join(dir, FileName),
 		lock:    filepath.Join(dir, FileName+".lock"),
-		log:     log,
+		log:     o.Logger,
+		rebuild: o.Rebuild,
 		entries: map[string]Entry{},
-		subs:    map[chan Change]struct{}{},
 	}
 	if err := r.Reload(); err != nil {
 		return nil, err
@@ -175,7 +202,7 @@ func (r *Registry) unchanged() bool {
 		r.seen.Size() == cur.Size() && r.seen.ModTime().Equal(cur.ModTime())
 }
 
-// Put inserts or replaces an entry.
+// Put inserts or replaces an entry (as a change of state, subject to the transition table).
 func (r *Registry) Put(e Entry) error {
 	return r.Update(func(m map[string]Entry) error {
 		m[e.ID] = e
@@ -199,6 +226,31 @@ func (r *Registry) Modify(id string, fn func(*Entry)) (Entry, error) {
 	return out, err
 }
 
+// Transition changes the entry of worker id whose process is pid (0: a claim not started
+// yet) in one transaction: fn edits it, State included. The change is not made, and the
+// error returned, when the entry is gone (ErrNotFound), records another process
+// (ErrReplaced), fn fails, or the new state is not one the table allows from the current
+// one (ErrBadTransition). This pid check is the one every lifecycle write goes through.
+func (r *Registry) Transition(id string, pid int, fn func(*Entry) error) (Entry, error) {
+	var out Entry
+	err := r.Update(func(m map[string]Entry) error {
+		e, ok := m[id]
+		if !ok {
+			return fmt.Errorf("%w: %s", ErrNotFound, id)
+		}
+		if e.PID != pid {
+			return fmt.Errorf("%w: %s is pid %d, not %d", ErrReplaced, id, e.PID, pid)
+		}
+		if err := fn(&e); err != nil {
+			return err
+		}
+		m[id] = e
+		out = e
+		return nil
+	})
+	return out, err
+}
+
 // Delete forgets an entry; ErrNotFound when absent.
 func (r *Registry) Delete(id string) error {
 	return r.Update(func(m map[string]Entry) error {
@@ -211,7 +263,10 @@ func (r *Registry) Delete(id string) error {
 }
 
 // Update runs fn on the freshly read entries under the file lock and persists the result
-// when fn changed anything. An error from fn leaves the file unchanged.
+// when fn changed anything. An error from fn, a state change the transition table
+// forbids (ErrBadTransition) or a failed write leaves the file, the entries this
+// Registry reports and its subscribers unchanged, and is returned: nothing is reported
+// changed that was not persisted.
 func (r *Registry) Update(fn func(map[string]Entry) error) error {
 	r.mu.Lock()
 	changes, err := r.update(fn)
@@ -232,7 +287,7 @@ func (r *Registry) update(fn func(map[string]Entry) error) ([]Change, error) {
 	}
 	defer unlock()
 
-	current, err := r.read()
+	current, setAside, err := r.read()
 	if err != nil {
 		return nil, err
 	}
@@ -240,12 +295,21 @@ func (r *Registry) update(fn func(map[string]Entry) error) ([]Change, error) {
 	for k, v := range current {
 		next[k] = v
 	}
+	if setAside && r.rebuild != nil {
+		for _, e := range r.rebuild() {
+			next[e.ID] = e
+		}
+		r.log.Warn("local registry rebuilt from the workers still running", "file", r.path, "workers", len(next))
+	}
 	if err := fn(next); err != nil {
+		return nil, err
+	}
+	if err := checkTransitions(current, next); err != nil {
 		return nil, err
 	}
 	if !sameEntries(current, next) {
 		if err := r.write(next); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w (nothing was changed: free disk space or fix permissions in %s, then retry)", err, filepath.Dir(r.path))
 		}
 	}
 	changes := diff(r.entries, next)
@@ -253,43 +317,88 @@ func (r *Registry) update(fn func(map[string]Entry) error) ([]Change, error) {
 	return changes, nil
 }
 
-// read loads the file; a missing file is empty, a corrupt one is moved aside.
-func (r *Registry) read() (map[string]Entry, error) {
+// checkTransitions is the one check of every state change, whoever makes it: an entry
+// of the same process (SameProcess) may only move as the transition table allows, and a
+// new entry (or a new process under an existing id) must begin as a start.
+func checkTransitions(current, next map[string]Entry) error {
+	for id, n := range next {
+		from := State("")
+		if c, ok := current[id]; ok && c.SameProcess(n) {
+			from = c.State
+		}
+		if !CanTransition(from, n.State) {
+			if from == "" {
+				from = "(new)"
+			}
+			return fmt.Errorf("%w: %s from %s to %q", ErrBadTransition, id, from, n.State)
+		}
+	}
+	return nil
+}
+
+// read loads the file; a missing file is empty, a corrupt one is moved aside (setAside).
+func (r *Registry) read() (entries map[string]Entry, setAside bool, err error) {
 	out := map[string]Entry{}
 	f0, err := os.Open(r.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		r.see(nil)
-		return out, nil
+		return out, false, nil
 	}
 	if err != nil {
 		r.forgetSeen()
-		return nil, fmt.Errorf("read registry: %w", err)
+		return nil, false, fmt.Errorf("read registry: %w", err)
 	}
 	b, err := io.ReadAll(f0)
 	if err != nil {
 		f0.Close()
 		r.forgetSeen()
-		return nil, fmt.Errorf("read registry: %w", err)
+		return nil, false, fmt.Errorf("read registry: %w", err)
 	}
 	r.see(f0)
-	var f file
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&f); err != nil || f.Schema == 0 {
-		if err == nil {
-			err = errors.New("no schema version")
-		}
-		return out, r.moveAside(err)
+	f, err := decode(b)
+	if err != nil {
+		return out, true, r.moveAside(err)
 	}
 	if f.Schema > SchemaVersion {
-		return nil, fmt.Errorf("%w (%s has schema %d, this build reads %d)", ErrNewerSchema, r.path, f.Schema, SchemaVersion)
+		return nil, false, fmt.Errorf("%w (%s has schema %d, this build reads %d)", ErrNewerSchema, r.path, f.Schema, SchemaVersion)
 	}
 	for _, e := range f.Entries {
-		if e.ID == "" {
-			continue
-		}
 		out[e.ID] = e
 	}
-	return out, nil
+	return out, false, nil
+}
+
+// decode parses a registry file and refuses anything write would not have written:
+// trailing data, no schema, an entry without an id, an id twice, an unknown state, a
+// negative pid or an impossible port. Such a file cannot be trusted entry by entry (two
+// entries for one id: which pid is the worker?), so it is set aside as a whole.
+func decode(b []byte) (file, error) {
+	var f file
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&f); err != nil {
+		return f, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return f, errors.New("data after the registry's JSON object")
+	}
+	if f.Schema == 0 {
+		return f, errors.New("no schema version")
+	}
+	seen := make(map[string]bool, len(f.Entries))
+	for i, e := range f.Entries {
+		switch {
+		case e.ID == "":
+			return f, fmt.Errorf("entry %d has no id", i)
+		case seen[e.ID]:
+			return f, fmt.Errorf("id %s appears twice", e.ID)
+		case !e.State.known():
+			return f, fmt.Errorf("%s has an unknown state %q", e.ID, e.State)
+		case e.PID < 0 || e.Port < 0 || e.Port > 65535:
+			return f, fmt.Errorf("%s has pid %d, port %d", e.ID, e.PID, e.Port)
+		}
+		seen[e.ID] = true
+	}
+	return f, nil
 }
 
 func (r *Registry) moveAside(cause error) error {
@@ -297,7 +406,7 @@ func (r *Registry) moveAside(cause error) error {
 	if err := os.Rename(r.path, aside); err != nil {
 		return fmt.Errorf("registry %s is corrupt (%v) and could not be moved aside: %w", r.path, cause, err)
 	}
-	r.log.Warn("local registry was corrupt; moved it aside and started empty",
+	r.log.Warn("local registry was corrupt; moved it aside",
 		"file", r.path, "moved_to", aside, "cause", cause)
 	return nil
 }
@@ -359,37 +468,17 @@ func diff(old, next map[string]Entry) []Change {
 	return out
 }
 
-// Subscribe delivers every change. The channel is buffered; a subscriber that falls more
-// than its buffer behind misses changes (never blocks the registry) and should List.
-func (r *Registry) Subscribe() (<-chan Change, func()) {
-	ch := make(chan Change, 256)
-	r.subMu.Lock()
-	r.subs[ch] = struct{}{}
-	r.subMu.Unlock()
-	var once sync.Once
-	return ch, func() {
-		once.Do(func() {
-			r.subMu.Lock()
-			delete(r.subs, ch)
-			close(ch)
-			r.subMu.Unlock()
-		})
-	}
+// Subscribe delivers every change in commit order. The channel holds 256; a subscriber
+// that falls further behind misses changes (it never blocks the registry) and should
+// List. unsubscribe closes the channel.
+func (r *Registry) Subscribe() (changes <-chan Change, unsubscribe func()) {
+	return r.hub.Subscribe(broadcast.DropNewest, 256)
 }
 
+// publish hands a transaction's changes to subscribers; the caller holds pubMu.
 func (r *Registry) publish(changes []Change) {
-	if len(changes) == 0 {
-		return
-	}
-	r.subMu.Lock()
-	defer r.subMu.Unlock()
-	for ch := range r.subs {
-		for _, c := range changes {
-			select {
-			case ch <- c:
-			default:
-			}
-		}
+	for _, c := range changes {
+		r.hub.Publish(c)
 	}
 }
 

@@ -16,8 +16,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/beekeeper-hive/beekeeper/llamaruntime"
@@ -32,7 +34,11 @@ type Config struct {
 	ReadyTimeout time.Duration // no load progress for this long fails the start; default 60s
 	PortRetries  int           // extra ports tried when a worker exits with ExitPortInUse; default 5
 	StopGrace    time.Duration // SIGTERM to SIGKILL; default 5s
-	Logger       *slog.Logger
+	// HiveDir is the state folder of the hive that owns the workers. Each worker carries it
+	// (EnvHiveState) with its id (EnvWorkerID) in its environment, so FindWorkers finds
+	// the workers of that folder even when no record of them survived.
+	HiveDir string
+	Logger  *slog.Logger
 }
 
 // Spec is one worker to start.
@@ -47,15 +53,35 @@ type Spec struct {
 	AdvertiseHost    string // default BindHost (or 127.0.0.1 for a wildcard bind)
 	SpawnedBy        string
 	QueenURL         string
-	Token            string
-	SpawnOrder       string // the Queen's spawn order this worker is for; it tells the Queen when it registers itself
-	// Claim, when set, records the started process (its worker id, port and pid) before
-	// Start waits for it. Picking the port, starting the process and Claim run under one
-	// lock per Spawner, so two starts never claim one port at once. When Claim fails the
-	// process is stopped; a *StartError of kind ErrPortTaken moves an automatic port on
-	// to the next one, as a worker that finds its port taken does.
-	Claim func(id string, port, pid int) error
+	// Token is the worker's API token, also sent to the Queen. It reaches the worker
+	// through its environment (EnvAPIToken), never its command line, which every local
+	// user can read.
+	Token      string
+	SpawnOrder string // the Queen's spawn order this worker is for; it tells the Queen when it registers itself
+	// Reserve, when set, picks the port of each attempt and records it before anything
+	// starts (the hive claims it in its registry, under the registry's lock, so spawns in
+	// this process or another never pick one port). skip holds the ports that failed in
+	// this start. A *StartError of kind ErrPortTaken from it fails the start. Without
+	// Reserve the first free port in PortMin..PortMax is taken.
+	Reserve func(skip map[int]bool) (port int, err error)
+	// Started, when set, records the started process (its worker id, port and pid) before
+	// Start waits for it. When it fails the process is stopped: unrecorded, it would run
+	// unseen. A *StartError of kind ErrPortTaken moves an automatic port on to the next one.
+	Started func(id string, port, pid int) error
 }
+
+// Environment variables a worker is started with (EnvAPIToken is the name the worker
+// reads its token from, wire.EnvAPIToken).
+const (
+	EnvWorkerID  = "BEEKEEPER_WORKER_ID"  // the worker's id; with EnvHiveState, its owner's marker
+	EnvHiveState = "BEEKEEPER_HIVE_STATE" // the state folder of the hive that started it
+	EnvAPIToken  = "BEEKEEPER_API_TOKEN"  // the worker's bearer token, also presented to its Queen
+	// Never passed on from the hive's own environment: the Queen's token is not the
+	// worker's unless Spec.Token says so, and one identity key shared by every worker
+	// would be no identity.
+	envQueenToken = "BEEKEEPER_QUEEN_TOKEN"
+	envWorkerKey  = "BEEKEEPER_WORKER_KEY"
+)
 
 // Spawner starts workers. Safe for concurrent use.
 type Spawner struct {
@@ -65,7 +91,9 @@ type Spawner struct {
 	mu       sync.Mutex
 	llamaLib string // --llama-lib for the next start; changed by SetLlamaLib
 
-	claimMu sync.Mutex // held from picking a port to the Spec's Claim (see Spec.Claim)
+	// pickMu is held from picking a port to starting the process when the Spec has no
+	// Reserve, so two starts of this Spawner never pick one port.
+	pickMu sync.Mutex
 }
 
 // New returns a Spawner; it checks nothing until Start.
@@ -91,6 +119,13 @@ func New(cfg Config) (*Spawner, error) {
 	}
 	if err := os.MkdirAll(cfg.LogDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create log folder: %w", err)
+	}
+	if cfg.HiveDir != "" {
+		abs, err := filepath.Abs(cfg.HiveDir)
+		if err != nil {
+			return nil, fmt.Errorf("state folder: %w", err)
+		}
+		cfg.HiveDir = abs
 	}
 	return &Spawner{cfg: cfg, http: &http.Client{Timeout: 2 * time.Second}, llamaLib: cfg.LlamaLib}, nil
 }
@@ -162,7 +197,7 @@ func (s *Spawner) Start(ctx context.Context, spec Spec, progress func(Progress))
 	if progress == nil {
 		progress = func(Progress) {}
 	}
-	if err := checkModel(spec.ModelPath); err != nil {
+	if err := CheckModel(spec.ModelPath); err != nil {
 		return nil, err
 	}
 	if spec.WorkerType == "" {
@@ -200,21 +235,13 @@ func (s *Spawner) Start(ctx context.Context, spec Spec, progress func(Progress))
 	}
 }
 
-// launch picks the port, starts the process and hands it to spec.Claim, all under
-// claimMu: a second start cannot pick the same port before the first is recorded.
+// launch picks (or reserves) the port, starts the process and hands it to spec.Started.
 func (s *Spawner) launch(spec Spec, skip map[int]bool) (*Process, error) {
-	s.claimMu.Lock()
-	defer s.claimMu.Unlock()
-	port := spec.Port
-	if port == 0 {
-		var err error
-		port, err = FreePort(spec.BindHost, spec.PortMin, spec.PortMax, skip)
-		if err != nil {
-			return nil, err
-		}
-	} else if !PortFree(spec.BindHost, port) {
-		return nil, &StartError{Kind: ErrPortTaken, Port: port, ExitCode: -1}
+	port, unlock, err := s.pickPort(spec, skip)
+	if err != nil {
+		return nil, err
 	}
+	defer unlock()
 	id := wire.WorkerID(spec.WorkerType, spec.AdvertiseHost, port)
 	logPath := filepath.Join(s.cfg.LogDir, id+".log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -228,6 +255,7 @@ func (s *Spawner) launch(spec Spec, skip map[int]bool) (*Process, error) {
 	// SIGPIPE the moment the app quits, and workers must outlive the app. A file never
 	// blocks the worker, and readers tail it (LogTail) instead of sharing a buffer.
 	cmd := exec.Command(s.cfg.Binary, args...)
+	cmd.Env = s.env(spec, id)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = sysProcAttr()
@@ -240,14 +268,59 @@ func (s *Spawner) launch(spec Spec, skip map[int]bool) (*Process, error) {
 	p := track(cmd, s.cfg.StopGrace)
 	p.ID, p.Port, p.LogFile = id, port, logPath
 	p.BindHost, p.Advertise = spec.BindHost, spec.AdvertiseHost
-	if spec.Claim != nil {
-		if err := spec.Claim(id, port, p.PID); err != nil {
+	if spec.Started != nil {
+		if err := spec.Started(id, port, p.PID); err != nil {
 			// Unrecorded, it would run unseen: nobody could stop or sync it.
 			_ = p.Stop(context.Background())
 			return nil, err
 		}
 	}
 	return p, nil
+}
+
+// pickPort is the attempt's port: reserved by spec.Reserve, or else probed under pickMu,
+// held (unlock) until the process has started.
+func (s *Spawner) pickPort(spec Spec, skip map[int]bool) (port int, unlock func(), err error) {
+	if spec.Reserve != nil {
+		port, err = spec.Reserve(skip)
+		return port, func() {}, err
+	}
+	s.pickMu.Lock()
+	port = spec.Port
+	if port == 0 {
+		port, err = FreePort(spec.BindHost, spec.PortMin, spec.PortMax, skip)
+	} else if !PortFree(spec.BindHost, port) {
+		err = &StartError{Kind: ErrPortTaken, Port: port, ExitCode: -1}
+	}
+	if err != nil {
+		s.pickMu.Unlock()
+		return 0, nil, err
+	}
+	return port, s.pickMu.Unlock, nil
+}
+
+// env is the worker's environment: ours, with the hive's marker and the token set, and
+// the secrets of our own environment removed (a token there is not the worker's unless
+// the spec says so).
+func (s *Spawner) env(spec Spec, id string) []string {
+	set := map[string]string{EnvWorkerID: id, EnvHiveState: s.cfg.HiveDir, EnvAPIToken: spec.Token, envQueenToken: "", envWorkerKey: ""}
+	out := make([]string, 0, len(os.Environ())+len(set))
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); !hasKey(set, k) {
+			out = append(out, kv)
+		}
+	}
+	for k, v := range set {
+		if v != "" {
+			out = append(out, k+"="+v)
+		}
+	}
+	return out
+}
+
+func hasKey(m map[string]string, k string) bool {
+	_, ok := m[k]
+	return ok
 }
 
 // track wraps a started child: one goroutine owns its reap and records the exit code.
@@ -279,9 +352,6 @@ func (s *Spawner) args(spec Spec, id string, port int) []string {
 	}
 	if spec.QueenURL != "" {
 		a = append(a, "--queen-url", spec.QueenURL)
-	}
-	if spec.Token != "" {
-		a = append(a, "--api-token", spec.Token)
 	}
 	if spec.SpawnOrder != "" {
 		a = append(a, "--spawn-order", spec.SpawnOrder)
@@ -419,18 +489,48 @@ func loopbackFor(bind string) string {
 	return bind
 }
 
-// checkModel fails early, with the fix, on a model path that cannot be a GGUF file.
-func checkModel(path string) error {
-	f, err := os.Open(path)
+// CheckModel fails early, with the fix, on a model path that cannot be a GGUF file. A
+// FIFO, device or folder is refused before it is opened: opening a FIFO waits for a
+// writer that may never come, and so would the start.
+func CheckModel(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return &StartError{Kind: ErrModelLoad, ExitCode: -1, Err: err}
+	}
+	if !st.Mode().IsRegular() {
+		return &StartError{Kind: ErrModelLoad, ExitCode: -1,
+			Err: fmt.Errorf("%s is not a regular file but %s: choose a .gguf model file", path, fileKind(st.Mode()))}
+	}
+	// Non-blocking, in case the path was swapped for a FIFO since the Stat.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return &StartError{Kind: ErrModelLoad, ExitCode: -1, Err: err}
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return &StartError{Kind: ErrModelLoad, ExitCode: -1, Err: fmt.Errorf("%s is not a regular file: choose a .gguf model file", path)}
+	}
 	magic := make([]byte, 4)
 	if _, err := io.ReadFull(f, magic); err != nil || !bytes.Equal(magic, []byte("GGUF")) {
 		return &StartError{Kind: ErrModelLoad, ExitCode: -1, Err: fmt.Errorf("%s is not a GGUF file", path)}
 	}
 	return nil
+}
+
+// fileKind names what a non-regular file is, for people.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a folder"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	default:
+		return "a special file (" + m.Type().String() + ")"
+	}
 }
 
 // LogFile is where the worker with this id logs.
