@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -81,6 +83,9 @@ func New(cfg Config) (*App, error) {
 	a := &App{cfg: cfg, log: cfg.Logger, ring: cfg.Log, subs: map[chan struct{}]struct{}{}}
 	a.settings = LoadSettings(cfg.Prefs)
 	s := a.settings
+	if s.EmbeddedToken != "" || s.RemoteToken != "" {
+		ownerOnlySettingsFile() // a file from an older version may still be world-readable
+	}
 
 	h, err := hive.Open(hive.Options{
 		StateDir:      cfg.StateDir,
@@ -264,6 +269,11 @@ func (e *QueenError) Unwrap() error { return e.Err }
 // the remote Queen's URL (ignored for QueenOff). Local workers are registered at the new
 // Queen by the hive's sync within a second. The choice is saved even when it fails, so
 // the Queen screen keeps what the user typed.
+//
+// The embedded Queen always has a token: an empty token keeps the saved one, or makes a
+// random one on its first start (saved in the settings, whose file is made owner-only).
+// The hive hands it to the workers it spawns, so no other local user or web page can
+// use them.
 func (a *App) SetQueen(ctx context.Context, mode QueenMode, target, token string) error {
 	a.switchMu.Lock()
 	defer a.switchMu.Unlock()
@@ -272,11 +282,19 @@ func (a *App) SetQueen(ctx context.Context, mode QueenMode, target, token string
 	s.QueenMode = mode
 	switch mode {
 	case QueenEmbedded:
+		if token == "" {
+			token = s.EmbeddedToken
+		}
+		if token == "" {
+			token = rand.Text()
+			a.log.Info("embedded queen: made its token (Settings keep it; other machines' hives need it)")
+		}
 		s.EmbeddedAddr, s.EmbeddedToken = target, token
 	case QueenRemote:
 		s.RemoteURL, s.RemoteToken = target, token
 	}
 	a.settings = s
+	ownerOnlySettingsFile()
 	s.Save(a.cfg.Prefs)
 	old, oldView := a.embedded, a.view
 	a.embedded, a.view, a.queenErr = nil, nil, ""
@@ -317,6 +335,36 @@ func (a *App) SetQueen(ctx context.Context, mode QueenMode, target, token string
 	a.log.Info("queen mode set", "mode", mode, "url", queenURL)
 	a.changed()
 	return nil
+}
+
+// ownerOnlySettingsFile makes the preferences file of the running Fyne app readable by
+// its owner only (0600; Fyne makes its folder 0700): it holds Queen tokens. Fyne
+// rewrites the file in place, which keeps the mode; a file not written yet is created
+// empty first, so it is born owner-only. Only a store that is the app's own folder
+// (named for its id) is touched: the test driver's store is the shared temp folder.
+func ownerOnlySettingsFile() {
+	fa := fyne.CurrentApp()
+	if fa == nil || fa.Storage() == nil || fa.UniqueID() == "" {
+		return
+	}
+	root := fa.Storage().RootURI()
+	if root == nil || root.Scheme() != "file" || filepath.Base(root.Path()) != fa.UniqueID() {
+		return
+	}
+	ownerOnlyPrefs(root.Path())
+}
+
+// ownerOnlyPrefs makes dir/preferences.json owner-only, creating it empty if missing.
+func ownerOnlyPrefs(dir string) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return
+	}
+	path := filepath.Join(dir, "preferences.json")
+	if f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		_, _ = f.WriteString("{}\n")
+		f.Close()
+	}
+	_ = os.Chmod(path, 0o600)
 }
 
 // startMode puts mode in effect and returns the Queen URL for the hive.

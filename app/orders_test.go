@@ -35,7 +35,8 @@ func TestAppServesSpawnOrdersForItsModels(t *testing.T) {
 	if err := a.SetQueen(context.Background(), QueenEmbedded, addr, ""); err != nil {
 		t.Fatal(err)
 	}
-	c, err := queenclient.New("http://"+addr, "", queenclient.Options{})
+	// The embedded Queen made its token on this first start (issue 15 item 7).
+	c, err := queenclient.New("http://"+addr, a.Settings().EmbeddedToken, queenclient.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

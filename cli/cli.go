@@ -30,11 +30,15 @@ func commands() []command {
 		{"order", "--model NAME [--hive ID]", "ask the Queen for a worker serving a model, on a hive that has it", runOrder},
 		{"runtime", "install|list|where [--backend B]", "install, list or locate the prebuilt llama.cpp builds", runRuntime},
 		{"devices", "[--backend B] [--json]", "list the devices (CPU, GPUs) llama.cpp sees, with their memory", runDevices},
+		{"version", "", "print the version, the commit and the llama.cpp runtime (also --version)", runVersion},
 	}
 }
 
 // Run runs the subcommand named by args[0] and returns the process exit code.
 func Run(args []string) int {
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
+		return runVersion(args[1:])
+	}
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") && args[0] != "-h" && args[0] != "--help" {
 		return runGUI(args)
 	}

@@ -79,7 +79,7 @@ func runGUI(args []string) int {
 		core.Close()
 		return fail(1, "%v", err)
 	}
-	w.Resize(fyne.NewSize(1180, 720))
+	w.Resize(app.WindowSize(a.Preferences()))
 	w.SetMaster()
 	u := ui.Create(a, w, core)
 
@@ -90,7 +90,7 @@ func runGUI(args []string) int {
 		select {
 		case s := <-sig:
 			logger.Info("quitting on signal", "signal", s.String())
-			fyne.Do(a.Quit)
+			fyne.Do(u.Quit)
 		case <-done:
 		}
 	}()

@@ -37,7 +37,7 @@ func runSpawn(args []string) int {
 	fs := flag.NewFlagSet("spawn", flag.ContinueOnError)
 	model := fs.String("model", "", "GGUF model file (required)")
 	queenURL := fs.String("queen", "", "Queen URL to register with, e.g. http://127.0.0.1:7833 (default Queenless)")
-	token := fs.String("token", "", "Queen token (also handed to the worker as --api-token)")
+	token := fs.String("token", "", "Queen token, also handed to the worker (default $"+wire.EnvQueenToken+"; the flag shows it in ps)")
 	wtype := fs.String("type", wire.DefaultWorkerType, "worker type")
 	port := fs.Int("port", 0, "port (default the first free one in 8080..8200)")
 	ctxSize := fs.Int("ctx-size", 0, "context size (default the worker's)")
@@ -48,7 +48,7 @@ func runSpawn(args []string) int {
 	if *model == "" {
 		return fail(wire.ExitBadArgs, "spawn: --model is required (a .gguf file)")
 	}
-	h, err := openHive(*queenURL, *token)
+	h, err := openHive(*queenURL, envDefault(*token, wire.EnvQueenToken))
 	if err != nil {
 		return fail(1, "spawn: %v", err)
 	}
@@ -79,7 +79,7 @@ func runSpawn(args []string) int {
 // runPS is `beekeeper ps`: the local registry as a table.
 func runPS(args []string) int {
 	fs := flag.NewFlagSet("ps", flag.ContinueOnError)
-	token := fs.String("token", os.Getenv("BEEKEEPER_QUEEN_TOKEN"), "Queen token, to show each worker's live state there")
+	token := fs.String("token", "", "Queen token, to show each worker's live state there (default $"+wire.EnvQueenToken+")")
 	if err := fs.Parse(args); err != nil {
 		return exitFlags(err)
 	}
@@ -89,7 +89,7 @@ func runPS(args []string) int {
 	}
 	defer h.Close(false)
 	entries := h.List()
-	live := queenViews(entries, *token)
+	live := queenViews(entries, envDefault(*token, wire.EnvQueenToken))
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tPID\tPORT\tMODEL\tQUEEN\tSTARTED\tURL")
 	for _, e := range entries {

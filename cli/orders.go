@@ -23,7 +23,7 @@ import (
 func runHive(args []string) int {
 	fs := flag.NewFlagSet("hive", flag.ContinueOnError)
 	queenURL := fs.String("queen", "", "Queen URL to register workers with and take spawn orders from (required)")
-	token := fs.String("token", "", "Queen token (also handed to the workers as --api-token)")
+	token := fs.String("token", "", "Queen token, also handed to the workers (default $"+wire.EnvQueenToken+"; the flag shows it in ps)")
 	folder := fs.String("models", dirs.Models(), "folder of the GGUF models this hive may start for spawn orders")
 	id := fs.String("id", hive.DefaultHiveID(), "this hive's name in spawn orders")
 	if err := fs.Parse(args); err != nil {
@@ -40,7 +40,7 @@ func runHive(args []string) int {
 	}
 	h, err := hive.Open(hive.Options{
 		QueenURL:     *queenURL,
-		QueenToken:   *token,
+		QueenToken:   envDefault(*token, wire.EnvQueenToken),
 		SpawnedBy:    *id,
 		HiveID:       *id,
 		ResolveModel: func(name string) (string, bool) { return models.Find(name, *folder, nil) },
@@ -64,7 +64,7 @@ func runHive(args []string) int {
 func runOrder(args []string) int {
 	fs := flag.NewFlagSet("order", flag.ContinueOnError)
 	queenURL := fs.String("queen", "http://"+wire.DefaultQueenAddr, "Queen URL")
-	token := fs.String("token", "", "Queen token")
+	token := fs.String("token", "", "Queen token (default $"+wire.EnvQueenToken+"; the flag shows it in ps)")
 	model := fs.String("model", "", "model name, as workers serve it (a file stories260K.gguf is stories260K) (required)")
 	hiveID := fs.String("hive", "", "only this hive may take the order (default any hive that has the model)")
 	wtype := fs.String("type", wire.DefaultWorkerType, "worker type")
@@ -79,7 +79,7 @@ func runOrder(args []string) int {
 	if *hiveID != "" && !wire.ValidWorkerID(*hiveID) {
 		return fail(wire.ExitBadArgs, "order: --hive %q must be 1..%d characters of A-Z a-z 0-9 . _ -", *hiveID, wire.MaxWorkerIDLen)
 	}
-	c, err := queenclient.New(*queenURL, *token, queenclient.Options{})
+	c, err := queenclient.New(*queenURL, envDefault(*token, wire.EnvQueenToken), queenclient.Options{})
 	if err != nil {
 		return fail(wire.ExitBadArgs, "order: %v", err)
 	}

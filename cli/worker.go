@@ -3,10 +3,13 @@ package cli
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
+	"github.com/beekeeper-hive/beekeeper/internal/httpguard"
 	"github.com/beekeeper-hive/beekeeper/wire"
 	"github.com/beekeeper-hive/beekeeper/worker"
 )
@@ -31,7 +34,14 @@ func runWorker(args []string) int {
 	fs.BoolVar(&cfg.Embeddings, "embeddings", false, "also serve /v1/embeddings (a second context; pooling from the model, mean when it names none)")
 	fs.StringVar(&cfg.GPULayers, "gpu-layers", "auto", "layers on the GPU: auto (as many as fit in free device memory), all, or a count; 0 = CPU only")
 	fs.IntVar(&cfg.Queue, "queue", 0, "requests that may wait for a slot before 429 (default 4 per slot; -1 none)")
-	fs.StringVar(&cfg.APIToken, "api-token", "", "bearer token required on every endpoint but /health, and sent to the Queen")
+	fs.StringVar(&cfg.APIToken, "api-token", "",
+		"deprecated, shows the token to every local user in ps: set $"+wire.EnvAPIToken+" instead (bearer token required on every endpoint but /health, and sent to the Queen)")
+	allowedHosts := fs.String("allowed-hosts", os.Getenv(envAllowedHosts),
+		"comma-separated Host names accepted besides loopback and this machine's names and addresses (default $"+envAllowedHosts+"; * = any)")
+	allowedOrigins := fs.String("allowed-origins", os.Getenv(envAllowedOrigins),
+		"comma-separated web page origins allowed to call this worker, e.g. http://localhost:3000 (default $"+envAllowedOrigins+"; none: only same-origin loopback pages)")
+	fs.IntVar(&cfg.MaxConnsPerClient, "max-conns-per-client", httpguard.DefaultMaxConnsPerClient, "connections one client address may hold open at once (-1 = no cap)")
+	fs.DurationVar(&cfg.BodyTimeout, "body-timeout", httpguard.DefaultBodyTimeout, "time a client has to send a request body")
 	fs.StringVar(&cfg.LlamaLib, "llama-lib", "", "folder of the llama.cpp libraries (default $BEEKEEPER_LLAMA_LIB, then the runtime cache)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -42,6 +52,16 @@ func runWorker(args []string) int {
 	if fs.NArg() > 0 {
 		return fail(wire.ExitBadArgs, "worker: unexpected argument %q (flags only; see beekeeper worker -h)", fs.Arg(0))
 	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "api-token" {
+			fmt.Fprintf(os.Stderr, "beekeeper: worker: --api-token is deprecated (any local user reads it in ps): set $%s instead\n", wire.EnvAPIToken)
+		}
+	})
+	cfg.APIToken = envDefault(cfg.APIToken, wire.EnvAPIToken)
+	cfg.AllowedHosts, cfg.AllowedOrigins = splitList(*allowedHosts), splitList(*allowedOrigins)
+	// A spawner hands the worker its identity key in the environment; the worker writes
+	// it (or the one it makes) to its key file for the spawner's registrations.
+	cfg.WorkerKey, cfg.KeyFile = os.Getenv(wire.EnvWorkerKey), true
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -50,4 +70,31 @@ func runWorker(args []string) int {
 		return fail(code, "worker: %v (%s)", err, wire.ExitReason(code))
 	}
 	return wire.ExitOK
+}
+
+// Environment defaults of the Host and Origin allow-lists (as OLLAMA_ORIGINS): they reach
+// the workers a hive spawns too, which inherit its environment.
+const (
+	envAllowedHosts   = "BEEKEEPER_ALLOWED_HOSTS"
+	envAllowedOrigins = "BEEKEEPER_ALLOWED_ORIGINS"
+)
+
+// envDefault is value, or else the environment variable name: secrets are not flag
+// defaults, which -h would print.
+func envDefault(value, name string) string {
+	if value != "" {
+		return value
+	}
+	return os.Getenv(name)
+}
+
+// splitList splits a comma-separated flag value, dropping empty entries.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

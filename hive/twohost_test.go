@@ -57,7 +57,7 @@ func TestTwoHostsAdvertisedAddress(t *testing.T) {
 	queenURL := "http://" + queenAddr
 	ctx, cancel := context.WithCancel(context.Background())
 	qcmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, testenv.Binary(t), "queen",
-		"--addr", queenAddr, "--heartbeat-interval", "500ms")
+		"--addr", queenAddr, "--heartbeat-interval", "500ms", "--insecure") // a test network: no token
 	qcmd.Stderr = os.Stderr
 	if err := qcmd.Start(); err != nil {
 		t.Fatal(err)

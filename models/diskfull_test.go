@@ -80,6 +80,11 @@ func TestDownloadDevFullSaysDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := newModelServer(t)
+	// The partial is this URL's (a partial without its record is not resumed).
+	if err := writeSidecar(filepath.Join(dir, "stories260K.gguf"+SidecarSuffix),
+		sidecar{URL: srv.URL + "/m/stories260K.gguf", Name: "stories260K.gguf"}); err != nil {
+		t.Fatal(err)
+	}
 	d := NewDownloader(dir, srv.Client())
 	dl, err := d.Start(Request{URL: srv.URL + "/m/stories260K.gguf"}, nil)
 	if err != nil {

@@ -26,7 +26,12 @@ var (
 	errBigEndian = errors.New("big-endian GGUF")
 	errTooLarge  = errors.New("a length or count too large for the file")
 	errMalformed = errors.New("malformed header")
+	errPastEnd   = errors.New("tensor data past the end of the file")
 )
+
+// ErrTruncated matches (errors.Is) a file that ends too early: its header is cut, or a
+// tensor's data runs past the end. It is how an incomplete download looks.
+var ErrTruncated = errors.New("the file is truncated")
 
 // headerError says where and why a header could not be read. It matches ErrNotGGUF and
 // its Reason with errors.Is.
@@ -34,6 +39,7 @@ type headerError struct {
 	Offset int64 // where the bad item starts
 	Reason error
 	Detail string // the specifics; Reason's text when empty
+	Need   uint64 // for tensor data past the end: the length the file needs
 }
 
 func (e *headerError) Error() string {
@@ -41,10 +47,18 @@ func (e *headerError) Error() string {
 	if msg == "" {
 		msg = e.Reason.Error()
 	}
+	if e.Offset < 0 {
+		return fmt.Sprintf("%v: %s", ErrNotGGUF, msg)
+	}
 	return fmt.Sprintf("%v: %s at byte %d", ErrNotGGUF, msg, e.Offset)
 }
 
-func (e *headerError) Unwrap() []error { return []error{ErrNotGGUF, e.Reason} }
+func (e *headerError) Unwrap() []error {
+	if e.Reason == errTruncated || e.Reason == errPastEnd {
+		return []error{ErrNotGGUF, e.Reason, ErrTruncated}
+	}
+	return []error{ErrNotGGUF, e.Reason}
+}
 
 // Bounds on what the reader allocates. Keys are at most 65535 bytes in the spec; kept
 // string values (the architecture) are short; only a few dozen keys are ever kept.
@@ -124,6 +138,8 @@ type ggufHeader struct {
 	UnknownType bool                  // some tensor has a type without a known size
 	WeightBytes uint64                // tensor data bytes of the known types
 	DataOffset  int64                 // where tensor data starts (aligned)
+	DataEnd     uint64                // where the furthest tensor's data ends, from DataOffset
+	lastTensor  uint64                // the tensor whose data ends there
 }
 
 // uint is key's value when it is a non-negative integer (the largest element of an
@@ -185,7 +201,7 @@ type decoder struct {
 
 func (d *decoder) left() uint64 { return uint64(d.size - d.pos) }
 
-func refuse(at int64, reason error, format string, args ...any) error {
+func refuse(at int64, reason error, format string, args ...any) *headerError {
 	return &headerError{Offset: at, Reason: reason, Detail: fmt.Sprintf(format, args...)}
 }
 
@@ -441,6 +457,14 @@ func readGGUF(r io.Reader, size int64) (*ggufHeader, error) {
 		align = a.u
 	}
 	h.DataOffset = int64((uint64(d.pos) + align - 1) / align * align)
+	// A header alone says nothing of the data: a halved or cut-off download keeps its
+	// whole header, and llama.cpp would refuse it only when loading.
+	if end := satAdd(uint64(h.DataOffset), h.DataEnd); end > uint64(d.size) {
+		e := refuse(-1, errPastEnd, "truncated: tensor %d's data runs to byte %d, past the end of the file (%d bytes)",
+			h.lastTensor, end, d.size)
+		e.Need = end
+		return nil, e
+	}
 	return h, nil
 }
 
@@ -473,7 +497,8 @@ func (d *decoder) tensor(h *ggufHeader, i uint64) error {
 	if err != nil {
 		return err
 	}
-	if _, err := d.u64(); err != nil { // offset in the data section
+	offset, err := d.u64() // in the data section
+	if err != nil {
 		return err
 	}
 	var carry uint64
@@ -483,6 +508,7 @@ func (d *decoder) tensor(h *ggufHeader, i uint64) error {
 	gt, ok := ggmlTypeOf(typ)
 	if !ok {
 		h.UnknownType = true
+		h.dataUpTo(i, offset) // its size is unknown, its start is not
 		return nil
 	}
 	if elems%gt.block != 0 {
@@ -494,7 +520,15 @@ func (d *decoder) tensor(h *ggufHeader, i uint64) error {
 	}
 	h.TypeBytes[typ] = satAdd(h.TypeBytes[typ], n)
 	h.WeightBytes = satAdd(h.WeightBytes, n)
+	h.dataUpTo(i, satAdd(offset, n))
 	return nil
+}
+
+// dataUpTo notes that tensor i's data reaches end (from the start of the data section).
+func (h *ggufHeader) dataUpTo(i, end uint64) {
+	if end > h.DataEnd {
+		h.DataEnd, h.lastTensor = end, i
+	}
 }
 
 // satAdd saturates instead of wrapping: a hostile header gives a silly byte count, not

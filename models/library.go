@@ -21,9 +21,25 @@ type Library struct {
 	dir      string // the models folder; downloads land here
 	listFile string // JSON array of added paths
 
-	mu    sync.Mutex
-	added []string
-	cache map[string]cachedInfo // path -> metadata, valid while size and mtime match
+	mu     sync.Mutex
+	added  []string
+	listAt stamp                 // the list file as last read or written
+	cache  map[string]cachedInfo // path -> metadata, valid while size and mtime match
+}
+
+// stamp tells a file's versions apart: another Library on the same list (the spawn
+// dialog's Browse…, a second window) may have changed it.
+type stamp struct {
+	size  int64
+	mtime time.Time
+}
+
+func stampOf(path string) stamp {
+	st, err := os.Stat(path)
+	if err != nil {
+		return stamp{}
+	}
+	return stamp{st.Size(), st.ModTime()}
 }
 
 type cachedInfo struct {
@@ -39,19 +55,38 @@ func OpenLibrary(dir, listFile string) (*Library, error) {
 		return nil, fmt.Errorf("models folder: %w", err)
 	}
 	l := &Library{dir: dir, listFile: listFile, cache: map[string]cachedInfo{}}
-	b, err := os.ReadFile(listFile)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return nil, fmt.Errorf("models list: %w", err)
-	default:
-		if err := json.Unmarshal(b, &l.added); err != nil {
-			// Keep the damaged list for the user and start afresh rather than refuse to open.
-			_ = os.Rename(listFile, listFile+".damaged")
-			l.added = nil
-		}
+	if err := l.readListLocked(); err != nil {
+		return nil, err
 	}
 	return l, nil
+}
+
+// readListLocked reads the list of added files when it changed since last read.
+func (l *Library) readListLocked() error {
+	at := stampOf(l.listFile)
+	if at == l.listAt && at != (stamp{}) {
+		return nil
+	}
+	if st, err := os.Stat(l.listFile); err == nil && !st.Mode().IsRegular() {
+		return fmt.Errorf("models list %s is %s, not a file: remove it", l.listFile, fileKind(st.Mode()))
+	}
+	b, err := os.ReadFile(l.listFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		l.added = nil
+	case err != nil:
+		return fmt.Errorf("models list: %w", err)
+	default:
+		var added []string
+		if err := json.Unmarshal(b, &added); err != nil {
+			// Keep the damaged list for the user and start afresh rather than refuse to open.
+			_ = os.Rename(l.listFile, l.listFile+".damaged")
+			added = nil
+		}
+		l.added = added
+	}
+	l.listAt = at
+	return nil
 }
 
 // Dir is the models folder.
@@ -75,6 +110,9 @@ func (l *Library) Add(path string) error {
 	defer l.mu.Unlock()
 	if filepath.Dir(abs) == filepath.Clean(l.dir) {
 		return nil // already listed from the models folder
+	}
+	if err := l.readListLocked(); err != nil {
+		return fmt.Errorf("add model: %w", err)
 	}
 	for _, p := range l.added {
 		if p == abs {
@@ -100,6 +138,7 @@ func (l *Library) saveLocked() error {
 	if err := os.Rename(tmp, l.listFile); err != nil {
 		return fmt.Errorf("models list: %w", err)
 	}
+	l.listAt = stampOf(l.listFile)
 	return nil
 }
 
@@ -114,6 +153,7 @@ func (l *Library) List() []Info {
 		}
 	}
 	l.mu.Lock()
+	_ = l.readListLocked() // an unreadable list keeps the files last read
 	for _, p := range l.added {
 		paths[p] = true
 	}
@@ -177,6 +217,9 @@ func (l *Library) Delete(path string, inUse func(path string) bool) (Deleted, er
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err := l.readListLocked(); err != nil {
+		return 0, fmt.Errorf("delete model: %w", err)
+	}
 	delete(l.cache, abs)
 	for i, p := range l.added {
 		if p == abs {

@@ -1,6 +1,7 @@
 package queen
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -179,33 +179,65 @@ func (f *fetcher) fetchWithRetry(ctx context.Context, t fetchTarget) (*wire.Capa
 	}
 }
 
+// fetchOnce hands the worker this Queen (POST /adopt, presenting the token and the
+// worker's identity key when its registration carried one) and takes the capabilities it
+// answers. A worker that refuses the hand-over (403) or has no /adopt (404, 405) is asked
+// GET /capabilities instead: its capabilities are stored all the same, and it goes
+// online once it heartbeats here by itself.
 func (f *fetcher) fetchOnce(ctx context.Context, t fetchTarget) (*wire.Capabilities, error) {
-	u := t.url + wire.PathCapabilities + "?" + wire.QueryQueenURL + "=" + url.QueryEscape(t.queenURL)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	body, err := json.Marshal(wire.AdoptRequest{QueenURL: t.queenURL})
 	if err != nil {
 		return nil, err
+	}
+	caps, err := f.call(ctx, http.MethodPost, t.url+wire.PathAdopt, body, t.key)
+	var apiErr *wire.APIError
+	if errors.As(err, &apiErr) && (apiErr.Status == http.StatusForbidden || apiErr.Status == http.StatusNotFound || apiErr.Status == http.StatusMethodNotAllowed) {
+		if apiErr.Status == http.StatusForbidden {
+			f.q.log.Warn("worker refused to be handed this Queen; it heartbeats here only if it follows this Queen already",
+				"worker", t.id, "err", err)
+		}
+		return f.call(ctx, http.MethodGet, t.url+wire.PathCapabilities, nil, "")
+	}
+	return caps, err
+}
+
+// call sends one request to a worker and decodes the capabilities it answers.
+func (f *fetcher) call(ctx context.Context, method, u string, body []byte, key string) (*wire.Capabilities, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if f.q.cfg.Token != "" {
 		req.Header.Set("Authorization", wire.BearerPrefix+f.q.cfg.Token)
 	}
+	if key != "" {
+		req.Header.Set(wire.HeaderWorkerKey, key)
+	}
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", u, err)
+		return nil, fmt.Errorf("%s %s: %w", method, u, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, wire.MaxCapabilitiesBody+1))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, wire.MaxCapabilitiesBody+1))
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: reading: %w", u, err)
+		return nil, fmt.Errorf("%s %s: reading: %w", method, u, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %w", u, wire.DecodeError(resp.StatusCode, body))
+		return nil, fmt.Errorf("%s %s: %w", method, u, wire.DecodeError(resp.StatusCode, data))
 	}
-	if len(body) > wire.MaxCapabilitiesBody {
-		return nil, fmt.Errorf("GET %s: answer is over %d bytes", u, wire.MaxCapabilitiesBody)
+	if len(data) > wire.MaxCapabilitiesBody {
+		return nil, fmt.Errorf("%s %s: answer is over %d bytes", method, u, wire.MaxCapabilitiesBody)
 	}
 	var caps wire.Capabilities
-	if err := json.Unmarshal(body, &caps); err != nil {
-		return nil, fmt.Errorf("GET %s: not capabilities JSON: %w", u, err)
+	if err := json.Unmarshal(data, &caps); err != nil {
+		return nil, fmt.Errorf("%s %s: not capabilities JSON: %w", method, u, err)
 	}
 	return &caps, nil
 }

@@ -148,11 +148,11 @@ func (g *gateway) forward(r *http.Request, t routeTarget, body []byte) (*http.Re
 	if accept := r.Header.Get("Accept"); accept != "" {
 		req.Header.Set("Accept", accept)
 	}
-	switch {
-	case g.q.cfg.Token != "":
+	// The client's own Authorization never goes on: a worker is whoever registered its
+	// address, and a client's credentials are not theirs to read. The cluster's token,
+	// which the Queen's workers share, goes instead.
+	if g.q.cfg.Token != "" {
 		req.Header.Set("Authorization", wire.BearerPrefix+g.q.cfg.Token)
-	case r.Header.Get("Authorization") != "":
-		req.Header.Set("Authorization", r.Header.Get("Authorization"))
 	}
 	return g.client.Do(req)
 }

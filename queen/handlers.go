@@ -45,7 +45,9 @@ func (q *Queen) routes() http.Handler {
 	handle("/", func(w http.ResponseWriter, r *http.Request) error {
 		return wire.NewError(http.StatusNotFound, "", "no such endpoint: %s %s", r.Method, r.URL.Path)
 	})
-	return q.requireToken(mux)
+	// Host and Origin first (a rebound or cross-site request learns nothing, not even
+	// whether a token is needed), then the token.
+	return q.guard.Handler(q.requireToken(mux))
 }
 
 // adapt renders a handler's error: the public message to the client, the cause of a 5xx
@@ -69,14 +71,14 @@ func (q *Queen) requireToken(next http.Handler) http.Handler {
 	if q.cfg.Token == "" {
 		return next
 	}
-	want := []byte(wire.BearerPrefix + q.cfg.Token)
+	want := []byte(q.cfg.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == wire.PathHealth {
 			next.ServeHTTP(w, r)
 			return
 		}
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		got, _ := wire.BearerToken(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="beekeeper-queen"`)
 			wire.WriteError(w, wire.NewError(http.StatusUnauthorized, wire.CodeUnauthorized,
 				"missing or wrong bearer token: send Authorization: Bearer <the Queen's --token>"))
@@ -111,6 +113,9 @@ func (q *Queen) handleRegister(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (q *Queen) register(w http.ResponseWriter, r *http.Request, req wire.RegisterRequest) error {
+	if err := q.policy.checkHost(req.Hostname); err != nil {
+		return invalidField("hostname", "%v", err)
+	}
 	res, err := q.reg.register(req, q.queenURLFor(r))
 	if err != nil {
 		return err
@@ -155,10 +160,13 @@ func (q *Queen) handleHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if !q.reg.heartbeat(hb) {
-		q.metrics.heartbeats.WithLabelValues("unknown").Inc()
-		return wire.NewError(http.StatusNotFound, wire.CodeUnknownWorker,
-			"worker %q is not registered here: register it at %s", hb.WorkerID, wire.PathRegisterWorker)
+	if err := q.reg.heartbeat(hb); err != nil {
+		result := "unknown"
+		if apiErr := (*wire.APIError)(nil); errors.As(err, &apiErr) && apiErr.Status == http.StatusConflict {
+			result = "refused"
+		}
+		q.metrics.heartbeats.WithLabelValues(result).Inc()
+		return err
 	}
 	q.metrics.heartbeats.WithLabelValues("ok").Inc()
 	wire.WriteJSON(w, http.StatusOK, wire.HeartbeatResponse{HeartbeatIntervalMS: q.cfg.HeartbeatInterval.Milliseconds()})
@@ -168,6 +176,11 @@ func (q *Queen) handleHeartbeat(w http.ResponseWriter, r *http.Request) error {
 func (q *Queen) handleWorkers(w http.ResponseWriter, r *http.Request) error {
 	wire.WriteJSON(w, http.StatusOK, wire.WorkerList{Workers: q.reg.list()})
 	return nil
+}
+
+func errHeartbeatUnknown(id string) error {
+	return wire.NewError(http.StatusNotFound, wire.CodeUnknownWorker,
+		"worker %q is not registered here: register it at %s", id, wire.PathRegisterWorker)
 }
 
 func errUnknownWorker(id string) error {
@@ -186,9 +199,9 @@ func (q *Queen) handleWorker(w http.ResponseWriter, r *http.Request) error {
 
 func (q *Queen) handleDeleteWorker(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	wk, ok := q.reg.remove(id)
-	if !ok {
-		return errUnknownWorker(id)
+	wk, err := q.reg.remove(id, r.Header.Get(wire.HeaderWorkerKey))
+	if err != nil {
+		return err
 	}
 	wire.WriteJSON(w, http.StatusOK, wk)
 	return nil

@@ -163,7 +163,7 @@ func newCapsResponder(t testing.TB, handler func(w http.ResponseWriter, r *http.
 		c.mu.Lock()
 		c.hits++
 		hit := c.hits
-		c.query = append(c.query, r.URL.Path+"?"+r.URL.RawQuery)
+		c.query = append(c.query, r.Method+" "+r.URL.Path+"?"+r.URL.RawQuery)
 		c.mu.Unlock()
 		handler(w, r, hit)
 	}))
@@ -181,10 +181,16 @@ func (c *capsResponder) hitCount() int {
 	return c.hits
 }
 
+// capsOK answers as a worker does: POST /adopt names the Queen it now follows, GET
+// /capabilities changes nothing.
 func capsOK(w http.ResponseWriter, r *http.Request, _ int) {
+	var adopt wire.AdoptRequest
+	if r.Method == http.MethodPost && r.URL.Path == wire.PathAdopt {
+		_ = json.NewDecoder(r.Body).Decode(&adopt)
+	}
 	wire.WriteJSON(w, http.StatusOK, wire.Capabilities{
 		WorkerID: "w", WorkerType: "llm", Model: "stories260K", ContextLength: 2048,
-		Parallel: 1, Version: wire.Version, QueenURL: r.URL.Query().Get(wire.QueryQueenURL),
+		Parallel: 1, Version: wire.Version, QueenURL: adopt.QueenURL,
 	})
 }
 

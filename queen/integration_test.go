@@ -242,6 +242,7 @@ func TestIntegrationClientDisconnectCancelsUpstream(t *testing.T) {
 	defer cancel()
 	body := `{"model":"stories260K","prompt":"Once upon a time","max_tokens":2000,"temperature":0,"ignore_eos":true,"stream":true}`
 	req, _ := http.NewRequestWithContext(ctx, "POST", queenURL+wire.PathCompletions, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

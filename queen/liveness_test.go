@@ -28,8 +28,8 @@ func TestLivenessStateMachine(t *testing.T) {
 		t.Helper()
 		clock.Advance(advance)
 		if heartbeat {
-			if !r.heartbeat(wire.Heartbeat{WorkerID: "w1", Status: wire.StatusReady}) {
-				t.Fatalf("%s: heartbeat refused", name)
+			if err := r.heartbeat(wire.Heartbeat{WorkerID: "w1", Status: wire.StatusReady}); err != nil {
+				t.Fatalf("%s: heartbeat refused: %v", name, err)
 			}
 		}
 		r.sweep()
@@ -51,7 +51,7 @@ func TestLivenessStateMachine(t *testing.T) {
 	step("offline again", wire.OfflineAfter*testInterval, false, wire.StateOffline)
 	step("within retention", retention-time.Millisecond, false, wire.StateOffline)
 	step("retention over", time.Millisecond, false, "removed")
-	if r.heartbeat(wire.Heartbeat{WorkerID: "w1"}) {
+	if r.heartbeat(wire.Heartbeat{WorkerID: "w1"}) == nil {
 		t.Fatal("a removed worker's heartbeat was accepted; it must get unknown_worker and re-register")
 	}
 

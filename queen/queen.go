@@ -11,9 +11,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"sync"
 	"time"
 
+	"github.com/beekeeper-hive/beekeeper/internal/httpguard"
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
@@ -28,6 +31,22 @@ type Config struct {
 	// Token, when set, is required as "Authorization: Bearer <token>" on every endpoint
 	// but /health, and presented to workers on capabilities fetches and routed requests.
 	Token string
+	// Insecure lets Serve listen beyond loopback without a Token. Without it, a Queen
+	// anyone on the network could register workers with refuses to start.
+	Insecure bool
+	// AllowedHosts and AllowedOrigins extend the Host and Origin checks every request
+	// passes (httpguard.Config); the host of AdvertiseURL is always allowed.
+	AllowedHosts   []string
+	AllowedOrigins []string
+	// WorkerNetworks are the networks workers may be registered and reached in. Empty:
+	// any loopback or private address (RFC 1918, fc00::/7, 100.64.0.0/10). Link-local,
+	// unspecified, multicast and broadcast addresses are refused always.
+	WorkerNetworks []netip.Prefix
+	// MaxConnsPerClient caps the connections one client address holds open under Serve;
+	// 0 = httpguard.DefaultMaxConnsPerClient, -1 = no cap.
+	MaxConnsPerClient int
+	// BodyTimeout bounds reading a request body; 0 = httpguard.DefaultBodyTimeout.
+	BodyTimeout time.Duration
 	// HeartbeatInterval is the interval the Queen hands to workers. Default 5 s.
 	HeartbeatInterval time.Duration
 	// Retention is how long an offline worker stays listed before it is removed.
@@ -51,7 +70,8 @@ type Config struct {
 	Capabilities FetchConfig
 	// Dial opens the Queen's connections to workers (capabilities fetches and routed
 	// requests). Default a net.Dialer with a 3 s timeout; tests give one that refuses
-	// every address off this machine, so a registered 10.0.0.7 is never dialled.
+	// every address off this machine, so a registered 10.0.0.7 is never dialled. Either
+	// way the worker-network policy (WorkerNetworks) is checked around it.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Now is the clock; tests inject one. Default time.Now.
 	Now func() time.Time
@@ -81,6 +101,8 @@ const (
 type Queen struct {
 	cfg     Config
 	log     *slog.Logger
+	policy  netPolicy        // where workers may be
+	guard   *httpguard.Guard // Host and Origin checks, body deadline
 	reg     *registry
 	orders  *orderBook
 	metrics *metrics
@@ -132,8 +154,13 @@ func New(cfg Config) (*Queen, error) {
 	if cfg.MaxOrders < 0 {
 		return nil, fmt.Errorf("max orders %d is negative", cfg.MaxOrders)
 	}
+	policy := netPolicy{networks: cfg.WorkerNetworks}
 	if cfg.Dial == nil {
-		cfg.Dial = (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+		cfg.Dial = policy.defaultDial()
+	}
+	cfg.Dial = policy.wrap(cfg.Dial)
+	if cfg.MaxConnsPerClient == 0 {
+		cfg.MaxConnsPerClient = httpguard.DefaultMaxConnsPerClient
 	}
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = min(max(cfg.HeartbeatInterval/4, 10*time.Millisecond), time.Second)
@@ -145,6 +172,16 @@ func New(cfg Config) (*Queen, error) {
 		}
 		cfg.AdvertiseURL = u
 	}
+	guardCfg := httpguard.Config{AllowedHosts: cfg.AllowedHosts, AllowedOrigins: cfg.AllowedOrigins, BodyTimeout: cfg.BodyTimeout}
+	if cfg.AdvertiseURL != "" {
+		if u, err := url.Parse(cfg.AdvertiseURL); err == nil {
+			guardCfg.AllowedHosts = append(guardCfg.AllowedHosts, u.Hostname())
+		}
+	}
+	guard, err := httpguard.New(guardCfg)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -153,7 +190,7 @@ func New(cfg Config) (*Queen, error) {
 	}
 	cfg.Capabilities = cfg.Capabilities.withDefaults()
 
-	q := &Queen{cfg: cfg, log: cfg.Logger}
+	q := &Queen{cfg: cfg, log: cfg.Logger, policy: policy, guard: guard}
 	q.base, q.cancel = context.WithCancel(context.Background())
 	q.metrics = newMetrics()
 	q.reg = newRegistry(cfg.Now, cfg.HeartbeatInterval, cfg.Retention, cfg.MaxWorkers)
@@ -181,6 +218,11 @@ func (q *Queen) Run(ctx context.Context) error {
 // gracefully: event streams and capabilities fetches stop, in-flight requests get a few
 // seconds. It closes ln. A Queen serves once.
 func (q *Queen) Serve(ctx context.Context, ln net.Listener) error {
+	if err := q.checkBound(ln.Addr()); err != nil {
+		ln.Close()
+		return err
+	}
+	ln = httpguard.LimitListener(ln, q.cfg.MaxConnsPerClient)
 	q.mu.Lock()
 	if q.url == "" {
 		q.url = "http://" + ln.Addr().String()
@@ -229,6 +271,41 @@ func (q *Queen) Serve(ctx context.Context, ln net.Listener) error {
 		err = nil
 	}
 	return err
+}
+
+// ErrNoToken is why a Queen refuses to listen beyond loopback without a token.
+var ErrNoToken = errors.New("a Queen that listens beyond loopback needs a token")
+
+// CheckListen refuses, before listening, an address other machines reach (all
+// interfaces, or an address that is not loopback) when the Queen has no token and
+// Config.Insecure is not set. A host name passes here; Serve checks what it bound.
+func (q *Queen) CheckListen(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil // net.Listen says what is wrong with it
+	}
+	ip, err := netip.ParseAddr(host)
+	if host != "" && err != nil {
+		return nil
+	}
+	return q.checkExposure(addr, ip)
+}
+
+// checkBound is CheckListen for the address a listener bound.
+func (q *Queen) checkBound(addr net.Addr) error {
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		return nil // a Unix socket: only this machine reaches it
+	}
+	return q.checkExposure(addr.String(), ap.Addr())
+}
+
+func (q *Queen) checkExposure(where string, ip netip.Addr) error {
+	if q.cfg.Token != "" || q.cfg.Insecure || ip.IsValid() && ip.Unmap().IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("queen: %w: on %q anyone who reaches the port could register workers and read their prompts; set a token ($%s), listen on 127.0.0.1, or pass --insecure",
+		ErrNoToken, where, wire.EnvQueenToken)
 }
 
 // Close stops background work (capabilities fetches, event streams) of a Queen that is

@@ -1,6 +1,7 @@
 package queen
 
 import (
+	"crypto/subtle"
 	"net"
 	"net/http"
 	"slices"
@@ -21,6 +22,9 @@ type record struct {
 	w        wire.Worker
 	lastSeen time.Time // the last heartbeat, or the registration before any
 	queenURL string    // handed to the worker on the capabilities fetch
+	// key is the worker's identity key, bound by the first registration or heartbeat
+	// that carried one; "" while none did. Never shown: wire.Worker has no field for it.
+	key string
 
 	gen      uint64 // bumped by each registration; stale fetch results are dropped
 	fetching bool   // a capabilities fetch job for this record is queued or running
@@ -76,19 +80,46 @@ func errTooManyWorkers(limit int) error {
 		"this Queen already holds its limit of %d workers: deregister stopped ones (DELETE %s/{id}) or wait for offline ones to be removed", limit, wire.PathWorkers)
 }
 
-// register stores or updates a worker. An id held by another host:port that is still
-// alive (registered or online) is a conflict; a stale or offline holder is replaced.
-// A new id beyond maxWorkers is refused; a known id always re-registers.
+func errKeyMismatch(id string) error {
+	return wire.NewError(http.StatusConflict, wire.CodeWorkerKeyMismatch,
+		"worker_id %q is bound to another worker process's identity key: a worker proves its id with the worker_key it registered with; if this is that worker restarted, wait until the old record goes stale, or give it another id", id)
+}
+
+// keyMatches reports whether key proves the record's identity: a record bound to no key
+// yet accepts any.
+func (rec *record) keyMatches(key string) bool {
+	return rec.key == "" || subtle.ConstantTimeCompare([]byte(rec.key), []byte(key)) == 1
+}
+
+// live reports whether the record's worker counts as alive (registered or online): its
+// id cannot be taken by another worker.
+func (rec *record) live() bool {
+	return rec.w.State == wire.StateRegistered || rec.w.State == wire.StateOnline
+}
+
+// register stores or updates a worker. An id bound to another identity key, or (bound
+// to none) held by another host:port, is a conflict while its holder is alive
+// (registered or online); a stale or offline holder is replaced. The key proves the id:
+// a worker that presents it may change its address. A new id beyond maxWorkers is
+// refused; a known id always re-registers.
 func (r *registry) register(req wire.RegisterRequest, queenURL string) (registerResult, error) {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rec, ok := r.workers[req.WorkerID]
-	if ok && (rec.w.Hostname != req.Hostname || rec.w.Port != req.Port) {
-		if rec.w.State == wire.StateRegistered || rec.w.State == wire.StateOnline {
-			return registerResult{}, errConflict(req.WorkerID, rec.w.URL)
+	if ok {
+		switch {
+		case !rec.keyMatches(req.WorkerKey):
+			if rec.live() {
+				return registerResult{}, errKeyMismatch(req.WorkerID)
+			}
+			ok = false // a dead holder: replace it
+		case rec.key == "" && (rec.w.Hostname != req.Hostname || rec.w.Port != req.Port):
+			if rec.live() {
+				return registerResult{}, errConflict(req.WorkerID, rec.w.URL)
+			}
+			ok = false
 		}
-		ok = false // a dead holder: replace it
 	}
 	if _, known := r.workers[req.WorkerID]; !known && len(r.workers) >= r.maxWorkers {
 		return registerResult{}, errTooManyWorkers(r.maxWorkers)
@@ -108,6 +139,9 @@ func (r *registry) register(req wire.RegisterRequest, queenURL string) (register
 	rec.w.Model = req.Model
 	rec.w.SpawnedBy = req.SpawnedBy
 	rec.queenURL = queenURL
+	if rec.key == "" {
+		rec.key = req.WorkerKey // the first key binds the id
+	}
 	if req.SpawnOrderID != "" {
 		rec.spawnOrder = req.SpawnOrderID
 	}
@@ -129,14 +163,22 @@ func (r *registry) register(req wire.RegisterRequest, queenURL string) (register
 	return res, nil
 }
 
-// heartbeat marks a worker alive. It reports false for an unknown id.
-func (r *registry) heartbeat(hb wire.Heartbeat) bool {
+// heartbeat marks a worker alive: nil, errUnknownWorker for an unknown id, or
+// errKeyMismatch when the id is bound to another identity key (the worker then
+// registers again). A record bound to no key yet is bound to the heartbeat's.
+func (r *registry) heartbeat(hb wire.Heartbeat) error {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rec, ok := r.workers[hb.WorkerID]
 	if !ok {
-		return false
+		return errHeartbeatUnknown(hb.WorkerID)
+	}
+	if !rec.keyMatches(hb.WorkerKey) {
+		return errKeyMismatch(hb.WorkerID)
+	}
+	if rec.key == "" {
+		rec.key = hb.WorkerKey
 	}
 	rec.lastSeen = now
 	rec.failedAt = time.Time{}
@@ -155,30 +197,35 @@ func (r *registry) heartbeat(hb wire.Heartbeat) bool {
 	case statusChanged:
 		r.publish(wire.EventUpdated, rec, now)
 	}
-	return true
+	return nil
 }
 
-// remove deletes a worker at once (DELETE /v1/workers/{id}).
-func (r *registry) remove(id string) (wire.Worker, bool) {
+// remove deletes a worker at once (DELETE /v1/workers/{id}). A live worker bound to an
+// identity key is removed only with that key: otherwise anyone could remove it and
+// register its id at their own address.
+func (r *registry) remove(id, key string) (wire.Worker, error) {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rec, ok := r.workers[id]
 	if !ok {
-		return wire.Worker{}, false
+		return wire.Worker{}, errUnknownWorker(id)
+	}
+	if rec.live() && !rec.keyMatches(key) {
+		return wire.Worker{}, errKeyMismatch(id)
 	}
 	delete(r.workers, id)
 	r.publish(wire.EventRemoved, rec, now)
-	return rec.w, true
+	return rec.w, nil
 }
 
 // fetchTarget is what a capabilities fetch needs to know. A fetch belongs to the record
 // it started for: a record deleted or replaced (same id, new record) ends its fetch, and
 // the new record runs its own.
 type fetchTarget struct {
-	rec               *record
-	id, url, queenURL string
-	gen               uint64
+	rec                    *record
+	id, url, queenURL, key string
+	gen                    uint64
 }
 
 // target reads the current fetch target of rec; false when rec is no longer the
@@ -190,7 +237,7 @@ func (r *registry) target(rec *record) (fetchTarget, bool) {
 	if r.workers[id] != rec {
 		return fetchTarget{}, false
 	}
-	return fetchTarget{rec: rec, id: id, url: rec.w.URL, queenURL: rec.queenURL, gen: rec.gen}, true
+	return fetchTarget{rec: rec, id: id, url: rec.w.URL, queenURL: rec.queenURL, key: rec.key, gen: rec.gen}, true
 }
 
 // fetchDone stores a fetch's result (caps nil on failure) if the record was not

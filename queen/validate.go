@@ -10,10 +10,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"reflect"
 	"regexp"
 	"strings"
 
+	"github.com/beekeeper-hive/beekeeper/internal/httpguard"
+	"github.com/beekeeper-hive/beekeeper/internal/workerkey"
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
@@ -35,13 +38,22 @@ func invalidField(field, format string, args ...any) *wire.APIError {
 	return e
 }
 
-// readBody reads a request body of at most limit bytes: 413 beyond it.
+// readBody reads a JSON request body of at most limit bytes: 415 when it does not say
+// it is JSON (a web page can post text/plain anywhere), 413 beyond the limit, 408 when
+// it trickles in slower than the body deadline.
 func readBody(r *http.Request, w http.ResponseWriter, limit int64) ([]byte, error) {
+	if err := httpguard.RequireJSON(r); err != nil {
+		return nil, err
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		return nil, wire.NewError(http.StatusRequestEntityTooLarge, wire.CodeBodyTooLarge,
 			"request body is over %d bytes", limit)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, wire.NewError(http.StatusRequestTimeout, wire.CodeTimeout,
+			"the request body did not arrive within the server's --body-timeout: send it at once")
 	}
 	if err != nil {
 		return nil, wire.NewError(http.StatusBadRequest, wire.CodeInvalidJSON, "reading the request body: %v", err)
@@ -170,8 +182,22 @@ func validateRegister(req wire.RegisterRequest) error {
 	if req.SpawnOrderID != "" && !validOrderID(req.SpawnOrderID) {
 		return invalidField("spawn_order_id", "must be 1..%d characters of [A-Za-z0-9._-]", maxOrderIDLen)
 	}
+	return validateWorkerKey(req.WorkerKey)
+}
+
+func validateWorkerKey(key string) error {
+	if key != "" && !workerkey.Valid(key) {
+		return invalidField("worker_key", "must be %d..%d characters of [A-Za-z0-9._~-]", workerkey.MinLen, workerkey.MaxLen)
+	}
 	return nil
 }
+
+// Bounds of a heartbeat's load figures: far past any real worker, and small enough
+// that their sums (active + queued, the gateway's load) cannot overflow.
+const (
+	maxRequestFigure = 1 << 24
+	maxKVFigure      = 1 << 30
+)
 
 func validateWorkerID(id string) error {
 	switch {
@@ -202,8 +228,22 @@ func decodeHeartbeat(body []byte) (wire.Heartbeat, error) {
 	default:
 		return wire.Heartbeat{}, invalidField("status", "%q is not one of ready, busy, loading", hb.Status)
 	}
-	if hb.ActiveRequests < 0 || hb.QueuedRequests < 0 || hb.Slots < 0 {
-		return wire.Heartbeat{}, invalidField("active_requests", "load figures cannot be negative")
+	for _, f := range []struct {
+		name   string
+		v, max int
+	}{
+		{"active_requests", hb.ActiveRequests, maxRequestFigure},
+		{"queued_requests", hb.QueuedRequests, maxRequestFigure},
+		{"slots", hb.Slots, maxRequestFigure},
+		{"kv_cache_tokens", hb.KVCacheTokens, maxKVFigure},
+		{"kv_cache_capacity", hb.KVCacheCapacity, maxKVFigure},
+	} {
+		if f.v < 0 || f.v > f.max {
+			return wire.Heartbeat{}, invalidField(f.name, "%d is outside 0..%d", f.v, f.max)
+		}
+	}
+	if err := validateWorkerKey(hb.WorkerKey); err != nil {
+		return wire.Heartbeat{}, err
 	}
 	return hb, nil
 }

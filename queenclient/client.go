@@ -100,7 +100,17 @@ func (c *Client) Register(ctx context.Context, req wire.RegisterRequest) (wire.R
 
 // Deregister sends DELETE /v1/workers/{id}. An id the Queen does not know is not an error.
 func (c *Client) Deregister(ctx context.Context, id string) error {
-	err := c.do(ctx, http.MethodDelete, wire.PathWorkers+"/"+url.PathEscape(id), nil, nil)
+	return c.DeregisterWorker(ctx, id, "")
+}
+
+// DeregisterWorker is Deregister proving the worker's identity key (the Queen removes a
+// live worker bound to a key only with that key; docs/security.md). key "" sends none.
+func (c *Client) DeregisterWorker(ctx context.Context, id, key string) error {
+	req := c.r.R().SetContext(ctx)
+	if key != "" {
+		req.SetHeader(wire.HeaderWorkerKey, key)
+	}
+	err := c.exec(ctx, req, http.MethodDelete, wire.PathWorkers+"/"+url.PathEscape(id), nil)
 	if IsNotFound(err) {
 		return nil
 	}
@@ -146,6 +156,11 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if body != nil {
 		req.SetHeader("Content-Type", "application/json").SetBody(body)
 	}
+	return c.exec(ctx, req, method, path, out)
+}
+
+// exec runs a prepared request as do does.
+func (c *Client) exec(ctx context.Context, req *resty.Request, method, path string, out any) error {
 	resp, err := req.Execute(method, path)
 	if err != nil {
 		if ctx.Err() != nil {

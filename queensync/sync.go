@@ -4,6 +4,7 @@
 package queensync
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,11 +13,11 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/beekeeper-hive/beekeeper/internal/workerkey"
 	"github.com/beekeeper-hive/beekeeper/localregistry"
 	"github.com/beekeeper-hive/beekeeper/queenclient"
 	"github.com/beekeeper-hive/beekeeper/wire"
@@ -281,31 +282,50 @@ func (s *Syncer) recordRegistered(id string, pid int, st localregistry.SyncState
 func (s *Syncer) steerWorker(ctx context.Context, e localregistry.Entry, cur target) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	caps, err := workerCapabilities(ctx, e.URL(), cur.token, "")
+	caps, err := workerCapabilities(ctx, e.URL(), cur.token)
 	if err != nil || caps.QueenURL == cur.url {
 		return
 	}
 	if caps.QueenURL != "" && caps.QueenURL != e.QueenURL {
 		return
 	}
-	if _, err := workerCapabilities(ctx, e.URL(), cur.token, cur.url); err != nil {
+	if err := adoptWorker(ctx, e, cur.token, cur.url); err != nil {
 		s.cfg.Logger.Info("queen sync: could not hand the worker its new Queen; its own heartbeats stay with the old one",
 			"worker", e.ID, "err", err)
 	}
 }
 
-// workerCapabilities asks a local worker for its capabilities; a non-empty queenURL makes
-// the worker adopt that Queen (CONTRACT §1).
-func workerCapabilities(ctx context.Context, base, token, queenURL string) (wire.Capabilities, error) {
-	var caps wire.Capabilities
-	target := base + wire.PathCapabilities
-	if queenURL != "" {
-		target += "?" + wire.QueryQueenURL + "=" + url.QueryEscape(queenURL)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+// workerCapabilities asks a local worker for its capabilities.
+func workerCapabilities(ctx context.Context, base, token string) (wire.Capabilities, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+wire.PathCapabilities, nil)
 	if err != nil {
-		return caps, err
+		return wire.Capabilities{}, err
 	}
+	return askWorker(req, token)
+}
+
+// adoptWorker hands a local worker the Queen at queenURL (POST /adopt), proving the
+// worker's identity key from its key file (the hive spawned it; docs/security.md).
+func adoptWorker(ctx context.Context, e localregistry.Entry, token, queenURL string) error {
+	body, err := json.Marshal(wire.AdoptRequest{QueenURL: queenURL})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.URL()+wire.PathAdopt, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if key, _ := workerkey.Read(e.ID, e.Port); key != "" {
+		req.Header.Set(wire.HeaderWorkerKey, key)
+	}
+	_, err = askWorker(req, token)
+	return err
+}
+
+// askWorker sends req to a local worker and decodes the capabilities it answers.
+func askWorker(req *http.Request, token string) (wire.Capabilities, error) {
+	var caps wire.Capabilities
 	if token != "" {
 		req.Header.Set("Authorization", wire.BearerPrefix+token)
 	}
@@ -328,10 +348,11 @@ func workerCapabilities(ctx context.Context, base, token, queenURL string) (wire
 // (a Stop deregisters first, then our registration lands): without this the Queen keeps
 // a ghost until the next full sync. A new live worker under the same id keeps it.
 func (s *Syncer) undoIfGone(ctx context.Context, t target, id string) {
-	if e, ok := s.cfg.Registry.Get(id); ok && e.State.Live() && e.State != localregistry.StateStopping {
+	e, ok := s.cfg.Registry.Get(id)
+	if ok && e.State.Live() && e.State != localregistry.StateStopping {
 		return
 	}
-	if err := t.client.Deregister(ctx, id); err != nil {
+	if err := t.client.DeregisterWorker(ctx, id, workerKey(e)); err != nil {
 		s.cfg.Logger.Info("queen sync: withdraw a stopped worker's registration; the next sync retries", "worker", id, "err", err)
 		s.Trigger()
 	}
@@ -361,7 +382,8 @@ func (s *Syncer) DeregisterAt(ctx context.Context, url, id string) error {
 	if client == nil {
 		return nil
 	}
-	return client.Deregister(ctx, id)
+	e, _ := s.cfg.Registry.Get(id)
+	return client.DeregisterWorker(ctx, id, workerKey(e))
 }
 
 func (s *Syncer) setSync(id string, pid int, st localregistry.SyncState, url, errText string) {
@@ -376,6 +398,17 @@ func (s *Syncer) setSync(id string, pid int, st localregistry.SyncState, url, er
 	})
 }
 
+// workerKey is the identity key a worker we spawned wrote to its key file, "" when there
+// is none (an older worker, or it stopped and removed it). The Queen binds the worker's id
+// to it, so our registrations and deregistrations must prove it as the worker's own do.
+func workerKey(e localregistry.Entry) string {
+	if e.ID == "" {
+		return ""
+	}
+	key, _ := workerkey.Read(e.ID, e.Port)
+	return key
+}
+
 func registration(e localregistry.Entry) wire.RegisterRequest {
 	return wire.RegisterRequest{
 		WorkerID:   e.ID,
@@ -386,6 +419,7 @@ func registration(e localregistry.Entry) wire.RegisterRequest {
 		SpawnedBy:  e.SpawnedBy,
 		// The order completes at the Queen with the registration, whoever sends it.
 		SpawnOrderID: e.SpawnOrder,
+		WorkerKey:    workerKey(e),
 	}
 }
 
@@ -472,7 +506,7 @@ func (s *Syncer) SyncFull(ctx context.Context) {
 			continue
 		}
 		if w, ok := atQueen[e.ID]; ok && w.Hostname == e.AdvertiseHost && w.Port == e.Port && s.stillGone(e.ID) {
-			if err := cur.client.Deregister(cctx, e.ID); err != nil && firstErr == nil {
+			if err := cur.client.DeregisterWorker(cctx, e.ID, workerKey(e)); err != nil && firstErr == nil {
 				firstErr = err
 			}
 		}
@@ -567,7 +601,7 @@ func (s *Syncer) leaveRetired(ctx context.Context) {
 			if !e.State.Live() {
 				continue
 			}
-			if err := t.client.Deregister(cctx, e.ID); err != nil {
+			if err := t.client.DeregisterWorker(cctx, e.ID, workerKey(e)); err != nil {
 				s.cfg.Logger.Info("queen sync: leave old queen", "queen", t.url, "worker", e.ID, "err", err)
 				break
 			}

@@ -173,6 +173,7 @@ type Process struct {
 	Advertise  string
 
 	cmd      *exec.Cmd
+	group    *group // Windows: the worker's Job Object; nil on Unix (its process group is its pid)
 	done     chan struct{}
 	exitCode atomic.Int64
 	grace    time.Duration
@@ -184,11 +185,10 @@ func (p *Process) Done() <-chan struct{} { return p.done }
 // ExitCode is the exit code once Done is closed (-1 for death by signal).
 func (p *Process) ExitCode() int { return int(p.exitCode.Load()) }
 
-// Stop sends SIGTERM to the worker's process group, waits up to the grace period, then
-// SIGKILLs the group and waits for the reap. A ctx already done sends nothing.
-func (p *Process) Stop(ctx context.Context) error {
-	return stopGroup(ctx, p.PID, p.grace, p.done, nil)
-}
+// Stop asks the worker's process group to end (SIGTERM on Unix, CTRL_BREAK on Windows),
+// waits up to the grace period, then kills the group (SIGKILL, or TerminateJobObject)
+// and waits for the reap. A ctx already done sends nothing.
+func (p *Process) Stop(ctx context.Context) error { return p.stop(ctx) }
 
 // Start starts one worker and waits until it serves. The port is the Spec's, or the
 // first free one in the range; when the worker still finds its port taken (a race with
@@ -265,7 +265,12 @@ func (s *Spawner) launch(spec Spec, skip map[int]bool) (*Process, error) {
 		return nil, fmt.Errorf("start worker %s: %w", s.cfg.Binary, err)
 	}
 	logf.Close() // the child holds its own descriptor
-	p := track(cmd, s.cfg.StopGrace)
+	g, err := newGroup(cmd)
+	if err != nil {
+		// It still stops, one process rather than a group: nothing it starts is killed with it.
+		s.cfg.Logger.Warn("worker runs outside a job object", "pid", cmd.Process.Pid, "err", err)
+	}
+	p := track(cmd, g, s.cfg.StopGrace)
 	p.ID, p.Port, p.LogFile = id, port, logPath
 	p.BindHost, p.Advertise = spec.BindHost, spec.AdvertiseHost
 	if spec.Started != nil {
@@ -324,14 +329,15 @@ func hasKey(m map[string]string, k string) bool {
 }
 
 // track wraps a started child: one goroutine owns its reap and records the exit code.
-func track(cmd *exec.Cmd, grace time.Duration) *Process {
-	p := &Process{PID: cmd.Process.Pid, cmd: cmd, done: make(chan struct{}), grace: grace}
+func track(cmd *exec.Cmd, g *group, grace time.Duration) *Process {
+	p := &Process{PID: cmd.Process.Pid, cmd: cmd, group: g, done: make(chan struct{}), grace: grace}
 	p.exitCode.Store(-1)
 	go func() { // owns the reap; exits when the process does
 		_ = cmd.Wait()
 		if cmd.ProcessState != nil {
 			p.exitCode.Store(int64(cmd.ProcessState.ExitCode())) // -1 for death by signal
 		}
+		p.group.release()
 		close(p.done)
 	}()
 	p.CreateTime, _ = CreateTime(p.PID)

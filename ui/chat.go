@@ -5,25 +5,24 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"fyne.io/fyne/v2/driver/desktop"
-
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/dialog"
+	"fyne.io/fyne/v2/layout"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
-	"github.com/beekeeper-hive/beekeeper/app"
 	"github.com/beekeeper-hive/beekeeper/chat"
-	"github.com/beekeeper-hive/beekeeper/hive"
 	"github.com/beekeeper-hive/beekeeper/internal/dirs"
-	"github.com/beekeeper-hive/beekeeper/wire"
 )
+
+// The Chat screen: the conversation list, the conversation with its settings, sending
+// and the streamed answer. Its targets are in chat_targets.go, a message's view in
+// chat_message.go, the Markdown in richtext.go, the stream's plumbing in chat_stream.go.
 
 // chatDeps is what the Chat screen talks to; tests hand in their own target list.
 type chatDeps struct {
@@ -40,7 +39,7 @@ func (u *UI) chatTab() fyne.CanvasObject {
 	if err != nil {
 		return widget.NewLabel("Chats cannot be stored: " + err.Error())
 	}
-	v := newChatView(u, chatDeps{store: store, client: chat.NewClient(nil), targets: u.chatTargets, repaint: chat.DefaultRepaintInterval})
+	v := newChatView(u, chatDeps{store: store, client: newChatClient(), targets: u.chatTargets, repaint: chat.DefaultRepaintInterval})
 	v.follow()
 	u.chat = v
 	return v
@@ -55,81 +54,6 @@ func (u *UI) openChat(workerID string) {
 		u.tabs.Select(u.tabChat)
 	}
 	u.chat.useWorker(workerID)
-}
-
-// chatTargets lists the local workers that serve, then the Queen's models.
-func (u *UI) chatTargets() []chat.Target {
-	var out []chat.Target
-	token := ""
-	var qs app.QueenState
-	if u.core != nil {
-		qs = u.core.QueenState()
-		s := u.core.Settings()
-		switch s.QueenMode {
-		case app.QueenEmbedded:
-			token = s.EmbeddedToken
-		case app.QueenRemote:
-			token = s.RemoteToken
-		}
-	}
-	if u.hive != nil {
-		for _, e := range u.hive.List() {
-			if e.State != hive.StateReady && e.State != hive.StateStarting {
-				continue
-			}
-			out = append(out, chat.Target{Kind: chat.TargetWorker, BaseURL: e.URL(), Model: e.Model,
-				WorkerID: e.ID, ModelPath: e.ModelPath, Token: token})
-		}
-	}
-	sortTargets(out)
-	if qs.URL != "" {
-		seen := map[string]bool{}
-		for _, w := range qs.Workers {
-			if w.State == wire.StateOnline && !seen[w.Model] {
-				seen[w.Model] = true
-				out = append(out, chat.Target{Kind: chat.TargetQueen, BaseURL: qs.URL, Model: w.Model, Token: token})
-			}
-		}
-		if len(seen) == 0 { // still offer the Queen, so its state shows in the picker
-			out = append(out, chat.Target{Kind: chat.TargetQueen, BaseURL: qs.URL, Token: token})
-		}
-	}
-	return out
-}
-
-func targetKey(t chat.Target) string {
-	if t.Kind == chat.TargetQueen {
-		return "queen|" + t.BaseURL + "|" + t.Model
-	}
-	return "worker|" + t.WorkerID + "|" + t.BaseURL
-}
-
-// reach is a target's probe result.
-type reach struct {
-	ok     bool
-	models []string
-	err    string
-}
-
-func targetLabel(t chat.Target, r *reach) string {
-	var s string
-	if t.Kind == chat.TargetQueen {
-		model := t.Model
-		if model == "" {
-			model = "no model online"
-		}
-		s = fmt.Sprintf("Queen · %s (any online worker)", model)
-	} else {
-		s = fmt.Sprintf("%s · %s", t.WorkerID, t.Model)
-	}
-	switch {
-	case r == nil:
-		return s + " · checking…"
-	case r.ok:
-		return s + " · reachable"
-	default:
-		return s + " · unreachable"
-	}
 }
 
 // chatView is the Chat screen. Every field is touched on the UI thread only; the stream
@@ -154,13 +78,14 @@ type chatView struct {
 	list        *widget.List
 	msgs        *fyne.Container
 	scroll      *container.Scroll
+	pinned      bool // the view follows the conversation's end (until the user scrolls up)
 	input       *chatInput
 	send, stop  *widget.Button
 	system      *widget.Entry
 	temp, topP  *widget.Entry
 	maxTokens   *widget.Entry
-	newChat     *widget.Button
-	deleteChat  *widget.Button
+	newChat     *tipButton
+	deleteChat  *tipButton
 	content     fyne.CanvasObject
 	probeSerial int
 }
@@ -176,25 +101,27 @@ func newChatView(u *UI, deps chatDeps) *chatView {
 	v.targetSel.PlaceHolder = "Choose a worker or the Queen"
 	v.targetInfo = widget.NewLabel("")
 	v.targetInfo.Importance = widget.LowImportance
-	refresh := widget.NewButtonWithIcon("", theme.ViewRefreshIcon(), func() { v.refreshTargets() })
+	v.targetInfo.Wrapping = fyne.TextWrapWord // an unreachable target's error is long
+	refresh := newTipButton(u.tips, "", theme.ViewRefreshIcon(), "Look for workers and the Queen again", func() { v.refreshTargets() })
 
 	v.system = widget.NewMultiLineEntry()
 	v.system.SetPlaceHolder("System prompt (optional)")
 	v.system.SetMinRowsVisible(2)
 	v.temp, v.topP, v.maxTokens = widget.NewEntry(), widget.NewEntry(), widget.NewEntry()
+	// Three short fields side by side while they fit, one under the other when not: six
+	// grid columns asked for 625 px of the window.
 	settings := widget.NewAccordion(widget.NewAccordionItem("Settings", container.NewVBox(
 		v.system,
-		container.NewGridWithColumns(6,
-			widget.NewLabel("Temperature"), v.temp,
-			widget.NewLabel("Top p"), v.topP,
-			widget.NewLabel("Max tokens"), v.maxTokens),
+		container.NewAdaptiveGrid(3,
+			labelled("Temperature", v.temp), labelled("Top p", v.topP), labelled("Max tokens", v.maxTokens)),
 	)))
 
-	v.msgs = container.NewVBox()
+	v.msgs = container.New(pinLayout{v})
 	v.scroll = container.NewVScroll(v.msgs)
+	v.scroll.OnScrolled = func(fyne.Position) { v.pinned = v.atEnd() }
 	v.input = newChatInput()
-	v.input.SetPlaceHolder("Message (Ctrl+Enter or Shift+Enter sends)")
-	v.input.OnSubmitted = func(string) { v.sendInput() } // Enter alone starts a new line
+	v.input.SetPlaceHolder("Message (Enter sends, Shift+Enter adds a line)")
+	v.input.OnSubmitted = func(string) { v.sendInput() }
 	v.input.SetMinRowsVisible(3)
 	v.send = widget.NewButtonWithIcon("Send", theme.MailSendIcon(), func() { v.sendInput() })
 	v.send.Importance = widget.HighImportance
@@ -206,19 +133,33 @@ func newChatView(u *UI, deps chatDeps) *chatView {
 	top := container.NewVBox(container.NewBorder(nil, nil, widget.NewLabel("Target"), refresh, v.targetSel), v.targetInfo, settings)
 	main := container.NewBorder(top, bottom, nil, nil, v.scroll)
 
+	// Each entry is two one-line labels that truncate (the title with a tooltip): one
+	// two-line label overflowed the one-line row the template measured.
 	v.list = widget.NewList(func() int { return len(v.summaries) },
-		func() fyne.CanvasObject { return widget.NewLabel("") },
+		func() fyne.CanvasObject {
+			title := newTipLabel(u.tips, "")
+			title.TextStyle.Bold = true
+			when := widget.NewLabel("")
+			when.Truncation = fyne.TextTruncateEllipsis
+			when.Importance = widget.LowImportance
+			return container.New(layout.NewCustomPaddedVBoxLayout(0), title, when)
+		},
 		func(i widget.ListItemID, o fyne.CanvasObject) {
+			if i >= len(v.summaries) {
+				return
+			}
 			s := v.summaries[i]
-			o.(*widget.Label).SetText(s.Title + "\n" + s.Updated.Local().Format("Jan 2 15:04") + "  " + s.Model)
+			rows := o.(*fyne.Container).Objects
+			setText(&rows[0].(*tipLabel).Label, s.Title)
+			setText(rows[1].(*widget.Label), s.Updated.Local().Format("Jan 2 15:04")+" · "+s.Model)
 		})
 	v.list.OnSelected = func(i widget.ListItemID) {
 		if i < len(v.summaries) && (v.conv == nil || v.summaries[i].ID != v.conv.ID) {
 			v.open(v.summaries[i].ID)
 		}
 	}
-	v.newChat = widget.NewButtonWithIcon("New chat", theme.ContentAddIcon(), func() { v.startNew() })
-	v.deleteChat = widget.NewButtonWithIcon("Delete", theme.DeleteIcon(), func() { v.confirmDelete() })
+	v.newChat = newTipButton(u.tips, "New", theme.ContentAddIcon(), "Start a new chat", func() { v.startNew() })
+	v.deleteChat = newTipButton(u.tips, "Delete", theme.DeleteIcon(), "Delete this chat (asks first)", func() { v.confirmDelete() })
 	side := container.NewBorder(container.NewGridWithColumns(2, v.newChat, v.deleteChat), nil, nil, nil, v.list)
 
 	split := container.NewHSplit(side, main)
@@ -233,215 +174,6 @@ func newChatView(u *UI, deps chatDeps) *chatView {
 
 // CreateRenderer draws the screen.
 func (v *chatView) CreateRenderer() fyne.WidgetRenderer { return widget.NewSimpleRenderer(v.content) }
-
-// chatInput is the multi-line message box. Fyne submits a multi-line Entry on
-// Shift+Enter only; chat users also expect Ctrl+Enter, which reaches the focused widget
-// as a shortcut.
-type chatInput struct {
-	widget.Entry
-}
-
-func newChatInput() *chatInput {
-	e := &chatInput{}
-	e.MultiLine = true
-	// As widget.NewMultiLineEntry: no word wrap, whose layout cost grows with the square
-	// of a line's length (a pasted page would freeze the window).
-	e.Wrapping = fyne.TextWrap(fyne.TextTruncateClip)
-	e.ExtendBaseWidget(e)
-	return e
-}
-
-// TypedShortcut sends on Ctrl+Enter and leaves every other shortcut to the Entry.
-func (e *chatInput) TypedShortcut(s fyne.Shortcut) {
-	if cs, ok := s.(*desktop.CustomShortcut); ok && cs.Modifier == fyne.KeyModifierControl &&
-		(cs.KeyName == fyne.KeyReturn || cs.KeyName == fyne.KeyEnter) && e.OnSubmitted != nil {
-		e.OnSubmitted(e.Text)
-		return
-	}
-	e.Entry.TypedShortcut(s)
-}
-
-// follow refreshes the targets when the hive or the Queen changes.
-func (v *chatView) follow() {
-	if v.u.hive == nil {
-		return
-	}
-	events, unsub := v.u.hive.Subscribe()
-	var appCh <-chan struct{}
-	unsubApp := func() {}
-	if v.u.core != nil {
-		appCh, unsubApp = v.u.core.Subscribe()
-	}
-	v.u.goBackground(func(ctx context.Context) {
-		defer unsub()
-		defer unsubApp()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case _, ok := <-events:
-				if !ok {
-					return
-				}
-			case <-appCh:
-			}
-			// Coalesce a burst (a spawn sends several events) into one refresh and probe.
-			settle := time.NewTimer(250 * time.Millisecond)
-		drain:
-			for {
-				select {
-				case <-ctx.Done():
-					settle.Stop()
-					return
-				case _, ok := <-events:
-					if !ok {
-						events = nil
-					}
-				case <-appCh:
-				case <-settle.C:
-					break drain
-				}
-			}
-			v.u.do(v.refreshTargets)
-		}
-	})
-}
-
-// refreshTargets lists the targets and probes each in the background.
-func (v *chatView) refreshTargets() {
-	v.probeSerial++
-	serial := v.probeSerial
-	v.u.goBackground(func(ctx context.Context) {
-		targets := v.deps.targets()
-		v.u.do(func() {
-			if serial != v.probeSerial {
-				return
-			}
-			v.targets = targets
-			v.renderTargets()
-		})
-		for _, t := range targets {
-			models, err := v.deps.client.Probe(ctx, t.BaseURL, t.Token, 2*time.Second)
-			r := &reach{ok: err == nil, models: models}
-			if err != nil {
-				r.err = err.Error()
-			}
-			key := targetKey(t)
-			v.u.do(func() {
-				v.reach[key] = r
-				v.renderTargets()
-			})
-		}
-	})
-}
-
-// renderTargets fills the picker, keeping the conversation's own target even when it
-// is gone, so the user sees it and its state.
-func (v *chatView) renderTargets() {
-	opts := make([]string, 0, len(v.targets)+1)
-	present := false
-	for _, t := range v.targets {
-		opts = append(opts, targetLabel(t, v.reach[targetKey(t)]))
-		if v.conv != nil && targetKey(t) == targetKey(v.conv.Target) {
-			present = true
-		}
-	}
-	if v.conv != nil && v.conv.Target.BaseURL != "" && !present {
-		gone := v.conv.Target
-		v.targets = append(v.targets, gone)
-		v.reach[targetKey(gone)] = &reach{err: "not running"}
-		opts = append(opts, targetLabel(gone, v.reach[targetKey(gone)]))
-	}
-	v.targetSel.Options = opts
-	// A new chat takes the first target that answers (or the first one, until probed),
-	// so the common case, one local worker, needs no picking.
-	if v.conv != nil && v.conv.Target.BaseURL == "" && len(v.targets) > 0 {
-		v.conv.Target = v.targets[0]
-		for _, t := range v.targets {
-			if r := v.reach[targetKey(t)]; r != nil && r.ok {
-				v.conv.Target = t
-				break
-			}
-		}
-	}
-	if i := v.currentIndex(); i >= 0 {
-		v.targetSel.SetSelectedIndex(i)
-	} else {
-		v.targetSel.ClearSelected()
-	}
-	v.targetSel.Refresh()
-	v.showTargetInfo()
-}
-
-// currentIndex is the conversation target's position in v.targets, or -1.
-func (v *chatView) currentIndex() int {
-	if v.conv == nil || v.conv.Target.BaseURL == "" {
-		return -1
-	}
-	for i, t := range v.targets {
-		if targetKey(t) == targetKey(v.conv.Target) {
-			return i
-		}
-	}
-	return -1
-}
-
-func (v *chatView) targetChanged() {
-	i := v.targetSel.SelectedIndex()
-	if i < 0 || i >= len(v.targets) || v.conv == nil {
-		return
-	}
-	v.conv.Target = v.targets[i]
-	v.showTargetInfo()
-}
-
-func (v *chatView) showTargetInfo() {
-	i := v.currentIndex()
-	if i < 0 && len(v.targets) > 0 {
-		v.targetInfo.SetText("Choose a worker or the Queen above.")
-		return
-	}
-	if i < 0 {
-		v.targetInfo.SetText("No target: spawn a worker on the Workers or Models screen, or set a Queen.")
-		return
-	}
-	t := v.targets[i]
-	r := v.reach[targetKey(t)]
-	switch {
-	case r == nil:
-		v.targetInfo.SetText(t.BaseURL + ": checking…")
-	case r.ok:
-		v.targetInfo.SetText(fmt.Sprintf("%s serves %s", t.BaseURL, strings.Join(r.models, ", ")))
-	default:
-		v.targetInfo.SetText(fmt.Sprintf("%s is unreachable: %s", t.BaseURL, r.err))
-	}
-}
-
-// useWorker makes workerID the target, in a new chat unless the current one is empty.
-func (v *chatView) useWorker(workerID string) {
-	if v.conv != nil && len(v.conv.Messages) > 0 && v.conv.Target.WorkerID != workerID {
-		v.startNew()
-	}
-	// Take the fresh list now: a worker spawned a moment ago must not show as "not
-	// running" until the background refresh lands.
-	v.targets = v.deps.targets()
-	for _, t := range v.targets {
-		if t.Kind == chat.TargetWorker && t.WorkerID == workerID {
-			v.conv.Target = t
-		}
-	}
-	v.renderTargets()
-	v.refreshTargets()
-}
-
-// currentTarget is the chosen target with its token (the stored one has none).
-func (v *chatView) currentTarget() (chat.Target, bool) {
-	i := v.currentIndex()
-	if i < 0 {
-		return chat.Target{}, false
-	}
-	return v.targets[i], true
-}
 
 func (v *chatView) readParams() (chat.Params, error) {
 	var p chat.Params
@@ -529,7 +261,9 @@ func (v *chatView) generate(t chat.Target) {
 	conv.Messages = append(conv.Messages, chat.Message{Role: "assistant", At: time.Now()})
 	idx := len(conv.Messages) - 1
 	mv := v.addView(idx)
-	mv.body.ParseMarkdown("…")
+	mv.body.Segments = plainSegments("…")
+	mv.body.Refresh()
+	v.pinned = true // the user asked: show the answer as it comes
 
 	ctx, cancel := context.WithCancel(v.u.ctx)
 	v.cancel = cancel
@@ -539,13 +273,20 @@ func (v *chatView) generate(t chat.Target) {
 
 	r := newStreamRenderer(v.deps.repaint, v.u.do, func(text string) {
 		mv.setMarkdown(text)
-		v.scroll.ScrollToBottom()
+		v.followEnd()
 	})
+	ctx, by := withAnsweredBy(ctx)
 	v.u.goBackground(func(context.Context) {
 		defer cancel()
 		res, err := v.deps.client.Stream(ctx, t, msgs, params, r.Add)
 		r.Close()
-		v.u.do(func() { v.finish(conv, idx, mv, id, t, res, err) })
+		worker := by.get()
+		v.u.do(func() {
+			if t.Kind == chat.TargetQueen {
+				mv.servedBy = worker
+			}
+			v.finish(conv, idx, mv, id, t, res, err)
+		})
 	})
 }
 
@@ -572,7 +313,7 @@ func (v *chatView) finish(conv *chat.Conversation, idx int, mv *messageView, id 
 	if conv == v.conv {
 		mv.show(*m)
 		mv.bindAction(v, conv.Target, *m)
-		v.scroll.ScrollToBottom()
+		v.followEnd()
 	}
 }
 
@@ -665,7 +406,8 @@ func (v *chatView) showConversation() {
 	v.showParams(v.conv)
 	v.renderTargets()
 	v.updateRegenerate()
-	v.scroll.ScrollToBottom()
+	v.pinned = true // a chat opens at its end; pinLayout keeps it there as the text wraps
+	v.followEnd()
 	v.reloadList()
 }
 
@@ -707,217 +449,42 @@ func (v *chatView) addView(i int) *messageView {
 	return mv
 }
 
-// messageView is one turn on screen.
-type messageView struct {
-	box     *fyne.Container
-	role    *widget.Label
-	body    *widget.RichText
-	metrics *widget.Label
-	errText *widget.Label
-	action  *widget.Button
-	regen   *widget.Button // assistant messages only
-	text    string         // what Copy copies
+// atEnd reports whether the conversation's end is in view.
+func (v *chatView) atEnd() bool {
+	return v.scroll.Offset.Y+v.scroll.Size().Height >= v.msgs.MinSize().Height-1
 }
 
-func newMessageView(v *chatView, m chat.Message) *messageView {
-	mv := &messageView{body: widget.NewRichText(), metrics: widget.NewLabel(""), errText: widget.NewLabel(""), text: m.Content}
-	mv.body.Wrapping = fyne.TextWrapWord
-	mv.metrics.Importance = widget.LowImportance
-	mv.errText.Wrapping = fyne.TextWrapWord
-	mv.errText.Importance = widget.DangerImportance
-	role := "You"
-	if m.Role == "assistant" {
-		role = "Assistant"
-	}
-	mv.role = widget.NewLabelWithStyle(role, fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
-	copyBtn := widget.NewButtonWithIcon("", theme.ContentCopyIcon(), func() {
-		v.u.app.Clipboard().SetContent(mv.text)
-	})
-	copyBtn.Importance = widget.LowImportance
-	head := container.NewHBox(mv.role, copyBtn)
-	if m.Role == "assistant" {
-		mv.regen = widget.NewButtonWithIcon("Regenerate", theme.ViewRefreshIcon(), func() { v.regenerate() })
-		mv.regen.Importance = widget.LowImportance
-		mv.regen.Hide()
-		head.Add(mv.regen)
-	}
-	mv.action = widget.NewButton("", nil)
-	mv.action.Hide()
-	mv.box = container.NewVBox(head, mv.body, container.NewBorder(nil, nil, nil, mv.action, mv.errText), mv.metrics)
-	mv.errText.Hide()
-	mv.metrics.Hide()
-	if m.Role == "user" {
-		mv.body.Segments = boundSegments([]widget.RichTextSegment{&widget.TextSegment{Text: m.Content, Style: widget.RichTextStyleParagraph}})
-		mv.body.Refresh()
-	} else {
-		mv.show(m)
-		mv.bindAction(v, v.conv.Target, m)
-	}
-	return mv
-}
-
-// setMarkdown repaints the streamed text so far.
-func (mv *messageView) setMarkdown(text string) {
-	mv.text = text
-	mv.body.Segments = boundSegments(widget.NewRichTextFromMarkdown(text).Segments)
-	mv.body.Refresh()
-}
-
-// maxLineRunes bounds how long a line of one text segment may run before it is cut.
-// Fyne's word wrap measures the whole rest of a line for every row it lays out, so a
-// pasted 20,000-character paragraph took seconds (quadratic); pieces of bounded length
-// keep the cost linear.
-const maxLineRunes = 1500
-
-// boundSegments prepares Markdown segments for Fyne's wrapping, working around two of its
-// limits. First, it joins the inline pieces of a paragraph that share one style (goldmark
-// gives one per source line): Fyne v2.7.1 lays an inline segment that starts less than a
-// character's width from the right edge out one character per row, which turned model
-// answers with line breaks into vertical text. Second, it cuts lines longer than
-// maxLineRunes at spaces into pieces that each end their row (not inline, for the same
-// reason), so a huge paragraph costs linear time; the last piece keeps the style.
-func boundSegments(segs []widget.RichTextSegment) []widget.RichTextSegment {
-	out := make([]widget.RichTextSegment, 0, len(segs))
-	for _, seg := range joinInline(segs) {
-		ts, ok := seg.(*widget.TextSegment)
-		if !ok || len(ts.Text) <= maxLineRunes {
-			out = append(out, seg)
-			continue
-		}
-		pieces := splitLongLines(ts.Text, maxLineRunes)
-		for i, p := range pieces {
-			piece := &widget.TextSegment{Text: p, Style: ts.Style}
-			if i < len(pieces)-1 {
-				piece.Style.Inline = false
-			}
-			out = append(out, piece)
-		}
-	}
-	return out
-}
-
-// joinInline merges each run of inline text segments of one style into one segment, the
-// way a soft line break reads: as a space.
-func joinInline(segs []widget.RichTextSegment) []widget.RichTextSegment {
-	out := make([]widget.RichTextSegment, 0, len(segs))
-	for _, seg := range segs {
-		ts, ok := seg.(*widget.TextSegment)
-		if ok && len(out) > 0 {
-			if prev, ok := out[len(out)-1].(*widget.TextSegment); ok && prev.Style.Inline && prev.Style == ts.Style {
-				joined := strings.TrimRight(prev.Text, " ")
-				if joined != "" && ts.Text != "" {
-					joined += " "
-				}
-				out[len(out)-1] = &widget.TextSegment{Text: joined + ts.Text, Style: prev.Style}
-				continue
-			}
-		}
-		out = append(out, seg)
-	}
-	return out
-}
-
-// splitLongLines cuts text after a space once a line has run limit runes (or anywhere at
-// 2×limit when there is no space); the pieces concatenate back to text.
-func splitLongLines(text string, limit int) []string {
-	var pieces []string
-	start, run := 0, 0 // the piece's first byte; runes since the piece start or the last newline
-	for i, r := range text {
-		switch {
-		case r == '\n':
-			run = -1
-		case run >= 2*limit:
-			pieces = append(pieces, text[start:i])
-			start, run = i, 0
-		case r == ' ' && run >= limit:
-			pieces = append(pieces, text[start:i+1])
-			start, run = i+1, -1
-		}
-		run++
-	}
-	if start < len(text) || len(pieces) == 0 {
-		pieces = append(pieces, text[start:])
-	}
-	return pieces
-}
-
-// show paints a finished answer: text, metrics, and the error with its way out.
-func (mv *messageView) show(m chat.Message) {
-	mv.setMarkdown(m.Content)
-	if m.Metrics != nil {
-		mv.metrics.SetText(metricsText(*m.Metrics, m.Stopped))
-		mv.metrics.Show()
-	} else if m.Stopped {
-		mv.metrics.SetText("stopped")
-		mv.metrics.Show()
-	}
-	if m.Error != "" {
-		mv.errText.SetText(m.Error)
-		mv.errText.Show()
+// followEnd scrolls to the conversation's end while the view is pinned there.
+func (v *chatView) followEnd() {
+	if v.pinned && !v.atEnd() {
+		v.scroll.ScrollToBottom()
 	}
 }
 
-// bindAction offers the way out of an inline error.
-func (mv *messageView) bindAction(v *chatView, t chat.Target, m chat.Message) {
-	switch m.ErrorKind {
-	case chat.ErrWorkerGone:
-		if t.ModelPath == "" {
-			return
-		}
-		mv.action.SetText("Respawn " + t.Model)
-		mv.action.OnTapped = func() { v.u.openSpawnDialog(t.ModelPath) }
-	case chat.ErrContextExceeded:
-		mv.action.SetText("New chat")
-		mv.action.OnTapped = v.startNew
-	case chat.ErrQueenUnreachable:
-		if v.u.tabs == nil || v.u.tabQueen == nil {
-			return
-		}
-		mv.action.SetText("Queen screen")
-		mv.action.OnTapped = func() { v.u.tabs.Select(v.u.tabQueen) }
-	case chat.ErrBusy:
-		mv.action.SetText("Regenerate")
-		mv.action.OnTapped = v.regenerate
-	default:
-		return
+// pinLayout stacks the messages as a VBox does, and keeps the view at the end while it
+// is pinned there. Scrolling right after the messages are added is not enough: wrapped
+// text only knows its height once laid out at the view's width, so a reopened chat
+// stopped short of its end.
+type pinLayout struct{ v *chatView }
+
+func (l pinLayout) MinSize(objs []fyne.CanvasObject) fyne.Size {
+	return layout.NewVBoxLayout().MinSize(objs)
+}
+
+func (l pinLayout) Layout(objs []fyne.CanvasObject, size fyne.Size) {
+	layout.NewVBoxLayout().Layout(objs, size)
+	l.v.followEnd()
+}
+
+// labelled puts a field's name before it.
+func labelled(name string, field fyne.CanvasObject) fyne.CanvasObject {
+	return container.NewBorder(nil, nil, widget.NewLabel(name), nil, field)
+}
+
+// setText sets a label's text only when it changed: a label re-shapes its text on every
+// refresh.
+func setText(l *widget.Label, text string) {
+	if l.Text != text {
+		l.SetText(text)
 	}
-	mv.action.Show()
-}
-
-func metricsText(m chat.Metrics, stopped bool) string {
-	s := fmt.Sprintf("%d tokens · %.1f tok/s · first token %s", m.CompletionTokens, m.TokensPerSecond, m.TimeToFirstToken.Round(time.Millisecond))
-	if stopped {
-		s += " · stopped"
-	}
-	return s
-}
-
-// streamRenderer coalesces a stream's pieces and repaints the accumulated text on the UI
-// thread at most once per interval. Add and Close run on the stream goroutine.
-type streamRenderer struct {
-	th   *chat.Throttle
-	text strings.Builder // owned by the throttle's flush, which runs one at a time
-}
-
-func newStreamRenderer(interval time.Duration, do func(func()), paint func(text string)) *streamRenderer {
-	r := &streamRenderer{}
-	r.th = chat.NewThrottle(interval, func(pending string) {
-		r.text.WriteString(pending)
-		snapshot := r.text.String()
-		do(func() { paint(snapshot) })
-	})
-	return r
-}
-
-func (r *streamRenderer) Add(piece string) { r.th.Add(piece) }
-func (r *streamRenderer) Close()           { r.th.Close() }
-
-// sortTargets orders workers by id, then the Queen's models: stable picker entries.
-func sortTargets(ts []chat.Target) {
-	sort.SliceStable(ts, func(i, j int) bool {
-		if ts[i].Kind != ts[j].Kind {
-			return ts[i].Kind == chat.TargetWorker
-		}
-		return targetKey(ts[i]) < targetKey(ts[j])
-	})
 }

@@ -27,9 +27,9 @@ type logsScreen struct {
 	u       *UI
 	source  *widget.Select
 	follow  *widget.Check
-	grid    *widget.TextGrid
+	view    *widget.Label // monospace, selectable
 	scroll  *container.Scroll
-	path    *widget.Label
+	path    *tipLabel
 	openBt  *widget.Button
 	visible bool
 	text    string
@@ -48,16 +48,16 @@ func newLogsScreen(u *UI) *logsScreen {
 			s.refreshNow()
 		}
 	}
-	s.grid = widget.NewTextGrid()
-	s.grid.Scroll = fyne.ScrollNone // the outer scroll owns scrolling, so it can follow
-	s.scroll = container.NewScroll(s.grid)
-	copyBt := widget.NewButtonWithIcon("Copy", theme.ContentCopyIcon(), func() {
-		u.app.Clipboard().SetContent(s.text)
-	})
+	// A label, not a TextGrid: a grid draws every character as an object of its own
+	// (12 MB more for a screen of log); a label draws a line as one, and selects too.
+	s.view = widget.NewLabel("")
+	s.view.TextStyle.Monospace = true
+	s.view.Selectable = true
+	s.scroll = container.NewScroll(s.view) // it scrolls, so it can follow
+	copyBt := u.newCopyButton("Copy", "Copy the log shown", func() string { return s.text })
 	s.openBt = widget.NewButtonWithIcon("Open file", theme.FileTextIcon(), s.openFile)
-	s.path = widget.NewLabel("")
+	s.path = newTipLabel(u.tips, "")
 	s.path.Importance = widget.LowImportance
-	s.path.Truncation = fyne.TextTruncateEllipsis
 	bar := container.NewBorder(nil, nil,
 		container.NewHBox(widget.NewLabel("Log of"),
 			container.NewGridWrap(fyne.NewSize(260, s.source.MinSize().Height), s.source), s.follow),
@@ -221,7 +221,7 @@ func (s *logsScreen) show(text string) {
 	if !s.visible {
 		return
 	}
-	s.grid.SetText(text)
+	s.view.SetText(text)
 	s.scroll.ScrollToBottom()
 }
 

@@ -2,11 +2,13 @@ package ui
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"image/color"
+	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -22,19 +24,53 @@ import (
 	"github.com/beekeeper-hive/beekeeper/models"
 )
 
+// watchQuiet is how long the models folder must be quiet before the list is read
+// again after files were copied in, changed or removed.
+const watchQuiet = 300 * time.Millisecond
+
+// modelsFolder is the models folder of the settings.
+func (u *UI) modelsFolder() string {
+	if u.core != nil && u.core.Settings().ModelsFolder != "" {
+		return u.core.Settings().ModelsFolder
+	}
+	return dirs.Models()
+}
+
+// openModelLibrary opens the library on the models folder of the settings.
+func (u *UI) openModelLibrary() (*models.Library, error) {
+	return models.OpenLibrary(u.modelsFolder(), filepath.Join(dirs.Data(), "models.json"))
+}
+
 // modelsTab builds the Models screen on the models folder of the settings.
 func (u *UI) modelsTab() fyne.CanvasObject {
-	folder := dirs.Models()
-	if u.core != nil && u.core.Settings().ModelsFolder != "" {
-		folder = u.core.Settings().ModelsFolder
-	}
-	lib, err := models.OpenLibrary(folder, filepath.Join(dirs.Data(), "models.json"))
+	lib, err := u.openModelLibrary()
 	if err != nil {
-		return widget.NewLabel("The models folder cannot be used: " + err.Error())
+		msg := widget.NewLabel("The models folder cannot be used: " + err.Error())
+		msg.Wrapping = fyne.TextWrapWord
+		return msg
 	}
-	v := newModelsView(u, lib, models.NewDownloader(folder, nil), u.modelInUse)
+	v := newModelsView(u, lib, models.NewDownloader(lib.Dir(), nil), u.modelInUse)
+	if u.core != nil {
+		v.remember = u.core.RememberModel
+	}
 	v.restorePending()
 	return v
+}
+
+// addModelFile puts a file picked anywhere (the spawn dialog's Browse…) into the
+// library, so the Models screen lists it, and first in the recent models.
+func (u *UI) addModelFile(path string) error {
+	lib, err := u.openModelLibrary()
+	if err != nil {
+		return err
+	}
+	if err := lib.Add(path); err != nil {
+		return err
+	}
+	if u.core != nil {
+		u.core.RememberModel(path)
+	}
+	return nil
 }
 
 // modelInUse reports whether a live local worker serves the model at path.
@@ -53,12 +89,8 @@ func (u *UI) modelInUse(path string) bool {
 	return false
 }
 
-// Columns of the models list, and the share of the width each takes. The estimate is
-// the last column, filled in off the UI thread.
-var (
-	modelCols   = []string{"Model", "Architecture", "Parameters", "Quantization", "Context", "File size", "Chat template", "Memory: CPU / GPU"}
-	modelWidths = columnsLayout{2, 1, 1, 1.15, 0.8, 0.9, 1.3, 2.4}
-)
+// memoryCell is a row's estimate: "" while it is computed.
+type memoryCell struct{ text, tip string }
 
 // modelsView is the Models screen; its fields are touched on the UI thread only.
 type modelsView struct {
@@ -67,12 +99,22 @@ type modelsView struct {
 	lib   *models.Library
 	dl    *models.Downloader
 	inUse func(path string) bool
+	// remember puts a file picked with Browse… first in the recent models, which the
+	// spawn dialog offers; nil where there is no app core (tests).
+	remember func(path string)
 
 	infos     []models.Info
-	estimates map[string]string // path → estimate cell; "" while computing. Reset by reload
+	loaded    bool                  // the first listing arrived
+	loads     atomic.Uint64         // the latest listing asked for; older ones are dropped
+	estimates map[string]memoryCell // path → estimate; reset by each listing
 	estCache  models.EstimateCache
+	table     *modelTable
+	tableGen  int // bumped when the column widths change
+
 	list      *widget.List
-	folder    *widget.Label
+	header    *fyne.Container // the column headers
+	headerRow fyne.CanvasObject
+	empty     fyne.CanvasObject // what to do when there are no models
 	url, sum  *widget.Entry
 	downloads *fyne.Container
 	rows      map[string]*downloadRow
@@ -81,87 +123,186 @@ type modelsView struct {
 
 func newModelsView(u *UI, lib *models.Library, dl *models.Downloader, inUse func(string) bool) *modelsView {
 	v := &modelsView{u: u, lib: lib, dl: dl, inUse: inUse, rows: map[string]*downloadRow{},
-		estimates: map[string]string{}}
+		estimates: map[string]memoryCell{}, table: newModelTable()}
 	v.ExtendBaseWidget(v)
 
-	v.folder = widget.NewLabel("Models folder: " + lib.Dir())
-	v.folder.Importance = widget.LowImportance
-	add := widget.NewButtonWithIcon("Add file…", theme.FolderOpenIcon(), func() { v.chooseFile() })
+	browse := widget.NewButtonWithIcon("Browse…", theme.FolderOpenIcon(), func() { v.chooseFile() })
 	refresh := widget.NewButtonWithIcon("Refresh", theme.ViewRefreshIcon(), func() { v.reload() })
+	folder := newCellLabel(u.tips, "Models folder: "+lib.Dir(),
+		"Models folder: "+lib.Dir()+"\n.gguf files copied here show up by themselves.", fyne.TextStyle{})
+	folder.Importance = widget.LowImportance
+	toolbar := container.NewBorder(nil, nil, container.NewHBox(u.discoverButton(), browse, refresh), nil, folder)
 
 	v.url = widget.NewEntry()
-	v.url.SetPlaceHolder("https://huggingface.co/ORG/REPO/resolve/main/FILE.gguf")
+	v.url.SetPlaceHolder("URL of a .gguf file (…/resolve/main/FILE.gguf), or a path")
+	v.url.OnSubmitted = func(string) { v.startDownload() }
 	v.sum = widget.NewEntry()
 	v.sum.SetPlaceHolder("sha256 (optional)")
+	v.sum.OnSubmitted = func(string) { v.startDownload() }
 	get := widget.NewButtonWithIcon("Download", theme.DownloadIcon(), func() { v.startDownload() })
 	get.Importance = widget.HighImportance
-	dlBar := container.NewBorder(nil, nil, widget.NewLabel("Download from URL"), get,
-		container.NewGridWithColumns(2, v.url, v.sum))
+	sumBox := container.NewGridWrap(fyne.NewSize(170, v.sum.MinSize().Height), v.sum)
+	dlBar := container.NewBorder(nil, nil, nil, container.NewHBox(sumBox, get), v.url)
 	v.downloads = container.NewVBox()
 
-	// Headers truncate like the cells: at 800 px wide they must not run into each other.
-	header := container.New(modelWidths)
+	v.header = container.New(tableLayout{v.table})
 	for _, c := range modelCols {
-		l := widget.NewLabelWithStyle(c, fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
-		l.Truncation = fyne.TextTruncateEllipsis
-		header.Add(l)
+		v.header.Add(newCellLabel(u.tips, c.header, c.tip, fyne.TextStyle{Bold: true}))
 	}
-	v.list = widget.NewList(func() int { return len(v.infos) }, v.createRow, v.updateRow)
-	v.list.OnSelected = func(widget.ListItemID) { v.list.UnselectAll() }
-
 	// The header leaves room for the rows' buttons, so its columns sit over theirs.
 	buttons := canvas.NewRectangle(color.Transparent)
-	buttons.SetMinSize(rowButtons(nil, nil).MinSize())
-	top := container.NewVBox(container.NewHBox(add, refresh, v.folder), dlBar, v.downloads,
-		container.NewBorder(nil, nil, nil, buttons, header))
-	v.content = container.NewBorder(top, nil, nil, nil, v.list)
+	buttons.SetMinSize(v.rowButtons(nil, nil).MinSize())
+	v.headerRow = container.NewBorder(nil, nil, nil, buttons, v.header)
+
+	v.list = widget.NewList(func() int { return len(v.infos) }, v.createRow, v.updateRow)
+	v.list.OnSelected = func(widget.ListItemID) { v.list.UnselectAll() }
+	v.empty = v.emptyState()
+	v.empty.Hide()
+
+	top := container.NewVBox(toolbar, dlBar, v.downloads, v.headerRow)
+	v.content = container.NewBorder(top, nil, nil, nil, container.NewStack(v.list, v.empty))
 	v.reload()
+	v.watch()
 	return v
 }
 
 // CreateRenderer draws the screen.
 func (v *modelsView) CreateRenderer() fyne.WidgetRenderer { return widget.NewSimpleRenderer(v.content) }
 
-// reload reads the library (metadata is cached per file, so this is cheap) off the UI
-// thread and shows it.
+// Show reads the folder again when the screen comes back into view: a file may have
+// been added from the spawn dialog meanwhile. (The tabs call Show on every layout, so
+// only a hidden screen counts.)
+func (v *modelsView) Show() {
+	if !v.Visible() {
+		v.reload()
+	}
+	v.BaseWidget.Show()
+}
+
+// emptyState says what to do when there are no models yet.
+func (v *modelsView) emptyState() fyne.CanvasObject {
+	title := widget.NewLabelWithStyle("No models yet", fyne.TextAlignCenter, fyne.TextStyle{Bold: true})
+	text := widget.NewLabel("Find one on Hugging Face with Discover…, paste the URL of a .gguf file above and " +
+		"press Download, pick a file on this computer with Browse…, or copy .gguf files into the models " +
+		"folder: they show up here by themselves.")
+	text.Wrapping = fyne.TextWrapWord
+	text.Alignment = fyne.TextAlignCenter
+	browse := widget.NewButtonWithIcon("Browse…", theme.FolderOpenIcon(), func() { v.chooseFile() })
+	open := widget.NewButtonWithIcon("Open models folder", theme.FolderIcon(), func() { v.openFolder() })
+	box := container.NewVBox(title, text, container.NewCenter(container.NewHBox(v.u.discoverButton(), browse, open)))
+	return container.New(readableLayout{maxWidth: 560}, box)
+}
+
+// readableLayout centres its content at most maxWidth wide, in the upper third, so a
+// wrapped text keeps readable lines in a wide window.
+type readableLayout struct{ maxWidth float32 }
+
+// Layout places the content.
+func (l readableLayout) Layout(objs []fyne.CanvasObject, size fyne.Size) {
+	w := min(size.Width, l.maxWidth)
+	for _, o := range objs {
+		o.Resize(fyne.NewSize(w, o.MinSize().Height)) // a wrapped label measures at its width
+		h := o.MinSize().Height
+		o.Resize(fyne.NewSize(w, h))
+		o.Move(fyne.NewPos((size.Width-w)/2, max(0, (size.Height-h)/3)))
+	}
+}
+
+// MinSize asks for no width, so the window can be narrow.
+func (l readableLayout) MinSize(objs []fyne.CanvasObject) fyne.Size {
+	var h float32
+	for _, o := range objs {
+		h = max(h, o.MinSize().Height)
+	}
+	return fyne.NewSize(0, h)
+}
+
+// reload reads the library off the UI thread (metadata is cached per file, so this is
+// cheap) and shows it.
 func (v *modelsView) reload() {
-	v.u.goBackground(func(context.Context) {
-		infos := v.lib.List()
-		v.u.do(func() {
-			v.infos = infos
-			// Files may have changed: ask again (the cache answers unchanged ones at once).
-			clear(v.estimates)
-			v.list.Refresh()
-		})
+	v.u.goBackground(func(context.Context) { v.load() })
+}
+
+// load lists the library on the calling goroutine and hands the list to the UI thread;
+// a listing overtaken by a newer one is dropped.
+func (v *modelsView) load() {
+	gen := v.loads.Add(1)
+	infos := v.lib.List()
+	v.u.do(func() {
+		if gen == v.loads.Load() {
+			v.show(infos)
+		}
 	})
+}
+
+// show puts a listing on screen.
+func (v *modelsView) show(infos []models.Info) {
+	v.infos, v.loaded = infos, true
+	// Files may have changed: ask again (the cache answers unchanged ones at once).
+	clear(v.estimates)
+	v.remeasure()
+	none := len(infos) == 0
+	setVisible(v.empty, none)
+	setVisible(v.list, !none)
+	setVisible(v.headerRow, !none)
+	v.list.Refresh()
+}
+
+// watch follows the models folder: files copied in, changed or removed show without
+// Refresh. The watcher ends with the UI.
+func (v *modelsView) watch() {
+	v.u.goBackground(func(ctx context.Context) {
+		if err := models.Watch(ctx, v.lib.Dir(), watchQuiet, v.load); err != nil && v.u.core != nil {
+			v.u.core.Logger().Warn("models folder not watched", "err", err)
+		}
+	})
+}
+
+// remeasure sizes the columns for the texts now shown.
+func (v *modelsView) remeasure() {
+	rows := make([][]string, 0, len(v.infos))
+	for _, info := range v.infos {
+		if info.Err != nil {
+			continue
+		}
+		cells := modelCells(info)
+		cells[modelColMemory] = v.estimates[info.Path].text
+		rows = append(rows, cells)
+	}
+	v.table.measure(rows)
+	v.tableGen++
+	if size := v.header.Size(); size.Width > 0 {
+		v.header.Layout.Layout(v.header.Objects, size)
+	}
 }
 
 // modelRow is one line of the models list.
 type modelRow struct {
 	widget.BaseWidget
-	cells        []*widget.Label
-	reason       *widget.Label
-	spawn, trash *widget.Button
-	content      fyne.CanvasObject
+	cells    []*cellLabel
+	grid     *fyne.Container
+	reason   *cellLabel // an unreadable file's name and why, over the whole row
+	spawn    *widget.Button
+	trash    *tipButton
+	tableGen int
+	content  fyne.CanvasObject
 }
 
 // CreateRenderer draws the row.
 func (r *modelRow) CreateRenderer() fyne.WidgetRenderer { return widget.NewSimpleRenderer(r.content) }
 
 func (v *modelsView) createRow() fyne.CanvasObject {
-	r := &modelRow{reason: widget.NewLabel("")}
-	grid := container.New(modelWidths)
+	r := &modelRow{reason: newCellLabel(v.u.tips, "", "", fyne.TextStyle{}), tableGen: v.tableGen}
+	r.grid = container.New(tableLayout{v.table})
 	for range modelCols {
-		l := widget.NewLabel("")
-		l.Truncation = fyne.TextTruncateEllipsis
+		l := newCellLabel(v.u.tips, "", "", fyne.TextStyle{})
 		r.cells = append(r.cells, l)
-		grid.Add(l)
+		r.grid.Add(l)
 	}
 	r.reason.Importance = widget.DangerImportance
-	r.reason.Truncation = fyne.TextTruncateEllipsis
-	buttons := rowButtons(&r.spawn, &r.trash)
-	body := container.NewStack(grid, r.reason)
-	r.content = container.NewBorder(nil, nil, nil, buttons, body)
+	r.reason.Hide()
+	buttons := v.rowButtons(&r.spawn, &r.trash)
+	r.content = container.NewBorder(nil, nil, nil, buttons, container.NewStack(r.grid, r.reason))
 	r.ExtendBaseWidget(r)
 	return r
 }
@@ -172,123 +313,78 @@ func (v *modelsView) updateRow(i widget.ListItemID, o fyne.CanvasObject) {
 		return
 	}
 	info := v.infos[i]
-	for j, text := range modelCells(info) {
-		r.cells[j].SetText(text)
-	}
-	r.cells[len(modelCols)-1].SetText(v.estimateCell(info))
+	path := info.Path
 	if info.Err != nil {
-		for _, l := range r.cells[1:] {
-			l.Hide()
-		}
-		r.reason.SetText("        " + info.Name + " — unreadable: " + info.Err.Error())
+		r.reason.set(unreadableText(info), info.Err.Error())
+		r.grid.Hide()
 		r.reason.Show()
-		r.cells[0].Hide()
 		r.spawn.Disable()
 	} else {
-		for _, l := range r.cells {
-			l.Show()
+		mem := v.estimateCell(info)
+		for j, text := range modelCells(info) {
+			tip := ""
+			switch j {
+			case modelColName:
+				tip = modelDetails(info, mem.tip)
+			case modelColMemory:
+				text, tip = mem.text, mem.tip
+			}
+			r.cells[j].set(text, tip)
 		}
 		r.reason.Hide()
+		r.grid.Show()
 		r.spawn.Enable()
 	}
-	path := info.Path
+	if r.tableGen != v.tableGen { // the columns moved: place the cells again
+		r.tableGen = v.tableGen
+		r.grid.Layout.Layout(r.grid.Objects, r.grid.Size())
+	}
+	if filepath.Dir(path) == filepath.Clean(v.lib.Dir()) {
+		r.trash.SetTip("Delete the file from disk (asks first)")
+	} else {
+		r.trash.SetTip("Remove from the library (asks first; the file stays where it is)")
+	}
 	r.spawn.OnTapped = func() { v.u.openSpawnDialog(path) }
 	r.trash.OnTapped = func() { v.confirmDelete(path) }
 }
 
 // rowButtons makes a row's Spawn and delete buttons, storing them where asked (when
 // not nil); the header measures a pair of its own.
-func rowButtons(spawn, trash **widget.Button) *fyne.Container {
+func (v *modelsView) rowButtons(spawn **widget.Button, trash **tipButton) *fyne.Container {
 	s := widget.NewButtonWithIcon("Spawn", theme.MediaPlayIcon(), nil)
-	t := widget.NewButtonWithIcon("", theme.DeleteIcon(), nil)
+	t := newTipButton(v.u.tips, "", theme.DeleteIcon(), "Delete (asks first)", nil)
 	if spawn != nil {
 		*spawn, *trash = s, t
 	}
 	return container.NewHBox(s, t)
 }
 
-// modelCells is one row of the table as text, but for the estimate (estimateCell).
-func modelCells(info models.Info) []string {
-	yesNo := "no (plain prompt)"
-	if info.HasChatTemplate {
-		yesNo = "yes"
-	}
-	return []string{info.Name, info.Architecture, info.ParametersText, info.Quantization,
-		fmt.Sprint(info.ContextLength), models.FormatBytes(uint64(info.FileSize)), yesNo}
-}
-
 // estimateCell is the memory a worker needs for info at its default context, "…" while
 // it is computed off the UI thread (once per file version: see models.EstimateCache).
-func (v *modelsView) estimateCell(info models.Info) string {
-	if info.Err != nil {
-		return ""
-	}
-	if text, ok := v.estimates[info.Path]; ok {
-		if text == "" {
-			return "…"
+func (v *modelsView) estimateCell(info models.Info) memoryCell {
+	if c, ok := v.estimates[info.Path]; ok {
+		if c.text == "" {
+			return memoryCell{text: "…"}
 		}
-		return text
+		return c
 	}
-	v.estimates[info.Path] = "" // asked
+	v.estimates[info.Path] = memoryCell{} // asked
 	path := info.Path
 	v.u.goBackground(func(context.Context) {
 		e, err := v.estCache.Estimate(path, models.EstimateOptions{})
-		text := estimateSummary(info, e, err)
+		text, tip := estimateSummary(info, e, err)
 		v.u.do(func() {
 			if _, ok := v.estimates[path]; ok { // not reset by a reload meanwhile
-				v.estimates[path] = text
+				v.estimates[path] = memoryCell{text, tip}
+				v.remeasure()
 				v.list.Refresh()
 			}
 		})
 	})
-	return "…"
+	return memoryCell{text: "…"}
 }
 
-// estimateSummary is "19.1 MiB / 38.7 MiB": the RAM to run on the CPU, or the device
-// memory to offload every layer, at the worker's default context; "… @ 4096" when that
-// is not the training context the Context column shows.
-func estimateSummary(info models.Info, e models.Estimate, err error) string {
-	if err != nil {
-		return "?"
-	}
-	s := models.FormatBytes(e.CPUOnlyRAM) + " / " + models.FormatBytes(e.FullOffloadVRAM)
-	if e.CtxSize != info.ContextLength {
-		s += fmt.Sprintf(" @ %d", e.CtxSize)
-	}
-	return s
-}
-
-// columnsLayout lays cells out side by side, each taking its weight's share of the
-// width. Its minimum width is nothing, so a narrow window truncates the cells instead
-// of pushing them over each other as an equal grid of untruncated headers would.
-type columnsLayout []float32
-
-// Layout places the cells.
-func (w columnsLayout) Layout(objs []fyne.CanvasObject, size fyne.Size) {
-	var total float32
-	for _, x := range w {
-		total += x
-	}
-	pad := theme.Padding()
-	avail := size.Width - pad*float32(len(objs)-1)
-	x := float32(0)
-	for i, o := range objs {
-		width := avail * w[min(i, len(w)-1)] / total
-		o.Move(fyne.NewPos(x, 0))
-		o.Resize(fyne.NewSize(width, size.Height))
-		x += width + pad
-	}
-}
-
-// MinSize is the tallest cell's height.
-func (w columnsLayout) MinSize(objs []fyne.CanvasObject) fyne.Size {
-	var h float32
-	for _, o := range objs {
-		h = max(h, o.MinSize().Height)
-	}
-	return fyne.NewSize(0, h)
-}
-
+// chooseFile picks a model file anywhere and adds it to the library.
 func (v *modelsView) chooseFile() {
 	d := dialog.NewFileOpen(func(rc fyne.URIReadCloser, err error) {
 		if err != nil {
@@ -300,14 +396,31 @@ func (v *modelsView) chooseFile() {
 		}
 		path := rc.URI().Path()
 		rc.Close()
-		if err := v.lib.Add(path); err != nil {
-			v.u.showError(err)
-			return
-		}
-		v.reload()
+		v.addFile(path)
 	}, v.u.win)
 	d.SetFilter(storage.NewExtensionFileFilter([]string{".gguf", ".GGUF"}))
+	d.Resize(fyne.NewSize(760, 480))
 	v.u.showDialog(d)
+}
+
+// addFile puts a file into the library and first in the recent models.
+func (v *modelsView) addFile(path string) {
+	if err := v.lib.Add(path); err != nil {
+		v.u.showError(err)
+		return
+	}
+	if v.remember != nil {
+		v.remember(path)
+	}
+	v.reload()
+}
+
+// openFolder shows the models folder in the file manager.
+func (v *modelsView) openFolder() {
+	u := &url.URL{Scheme: "file", Path: v.lib.Dir()}
+	if err := v.u.app.OpenURL(u); err != nil {
+		v.u.showError(fmt.Errorf("open the models folder %s: %w", v.lib.Dir(), err))
+	}
 }
 
 func (v *modelsView) confirmDelete(path string) {
@@ -331,132 +444,35 @@ func (v *modelsView) confirmDelete(path string) {
 	v.u.showDialog(d)
 }
 
-// startDownload starts the URL box's download.
-func (v *modelsView) startDownload() {
-	req := models.Request{URL: strings.TrimSpace(v.url.Text), SHA256: strings.TrimSpace(v.sum.Text)}
-	d, err := v.dl.Start(req, v.progressFunc())
-	if err != nil {
-		v.u.showError(err)
-		return
-	}
-	v.url.SetText("")
-	v.sum.SetText("")
-	v.addDownload(d)
-}
-
-// restorePending shows the partial downloads left by the last run, paused.
-func (v *modelsView) restorePending() {
-	pending, err := v.dl.Pending(v.progressFunc())
-	if err != nil {
-		v.u.showError(err)
-		return
-	}
-	for _, d := range pending {
-		v.addDownload(d)
-	}
-}
-
-// progressFunc hops each progress report onto the UI thread.
-func (v *modelsView) progressFunc() func(models.Progress) {
-	return func(p models.Progress) {
-		v.u.do(func() {
-			if r := v.rows[p.Name]; r != nil {
-				r.show(p)
-			}
-			if p.State == models.Done {
-				v.reload()
-			}
-		})
-	}
-}
-
-func (v *modelsView) addDownload(d *models.Download) {
-	if old := v.rows[d.Name()]; old != nil {
-		v.downloads.Remove(old.box)
-	}
-	r := newDownloadRow(v, d)
-	v.rows[d.Name()] = r
-	v.downloads.Add(r.box)
-	r.show(d.Progress())
-}
-
-// downloadRow is one download: name, bar, figures, pause/resume, cancel.
-type downloadRow struct {
-	box           *fyne.Container
-	bar           *widget.ProgressBar
-	figures       *widget.Label
-	pause, resume *widget.Button
-	cancel, close *widget.Button
-}
-
-func newDownloadRow(v *modelsView, d *models.Download) *downloadRow {
-	r := &downloadRow{bar: widget.NewProgressBar(), figures: widget.NewLabel("")}
-	r.figures.Wrapping = fyne.TextWrapWord
-	// Pause and Cancel wait for the transfer to stop, so they run off the UI thread.
-	r.pause = widget.NewButtonWithIcon("Pause", theme.MediaPauseIcon(), func() {
-		v.u.goBackground(func(context.Context) { d.Pause() })
-	})
-	r.resume = widget.NewButtonWithIcon("Resume", theme.MediaPlayIcon(), func() {
-		if err := d.Resume(); err != nil {
-			v.u.showError(err)
+// localPath says whether what was typed in the URL box is a file on this computer
+// (a path, or a file:// URL), and which.
+func localPath(text string) (string, bool) {
+	switch {
+	case strings.HasPrefix(text, "file://"):
+		u, err := url.Parse(text)
+		if err != nil {
+			return "", false
 		}
-	})
-	r.cancel = widget.NewButtonWithIcon("Cancel", theme.CancelIcon(), func() {
-		v.u.goBackground(func(context.Context) { d.Cancel() })
-	})
-	r.close = widget.NewButtonWithIcon("", theme.WindowCloseIcon(), func() {
-		v.downloads.Remove(r.box)
-		delete(v.rows, d.Name())
-	})
-	name := widget.NewLabelWithStyle(d.Name(), fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
-	r.box = container.NewBorder(nil, r.figures, name, container.NewHBox(r.pause, r.resume, r.cancel, r.close), r.bar)
-	return r
-}
-
-func (r *downloadRow) show(p models.Progress) {
-	if p.Total > 0 {
-		r.bar.SetValue(float64(p.Received) / float64(p.Total))
+		return u.Path, true
+	case strings.HasPrefix(text, "~/"):
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", false
+		}
+		return filepath.Join(home, text[2:]), true
+	case filepath.IsAbs(text):
+		return text, true
 	}
-	r.figures.SetText(progressText(p))
-	live := p.State == models.Running
-	resumable := p.State == models.Paused || (p.State == models.Failed && !errors.As(p.Err, new(*models.ChecksumError)) && !errors.Is(p.Err, models.ErrNotGGUF))
-	setVisible(r.pause, live)
-	setVisible(r.resume, resumable)
-	setVisible(r.cancel, live || p.State == models.Paused || p.State == models.Failed)
-	setVisible(r.close, !live && !resumable)
+	return "", false
 }
 
 func setVisible(o fyne.CanvasObject, on bool) {
+	if on == o.Visible() {
+		return
+	}
 	if on {
 		o.Show()
 	} else {
 		o.Hide()
-	}
-}
-
-// progressText is "12.3 MiB of 1.2 GiB · 5.1 MiB/s · 3m20s left", or the outcome.
-func progressText(p models.Progress) string {
-	size := models.FormatBytes(uint64(p.Received))
-	if p.Total > 0 {
-		size += " of " + models.FormatBytes(uint64(p.Total))
-	}
-	switch p.State {
-	case models.Running:
-		s := size
-		if p.BytesPerSec > 0 {
-			s += " · " + models.FormatBytes(uint64(p.BytesPerSec)) + "/s"
-		}
-		if p.ETA > 0 {
-			s += " · " + p.ETA.Round(time.Second).String() + " left"
-		}
-		return s
-	case models.Paused:
-		return size + " · paused (the partial file is kept; Resume continues it, also after a restart)"
-	case models.Failed:
-		return size + " · " + p.Err.Error()
-	case models.Done:
-		return "done: " + p.Path
-	default:
-		return "canceled"
 	}
 }

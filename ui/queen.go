@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"image/color"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -18,12 +20,36 @@ import (
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
-// queenColTitles are the columns of the Queen's worker list. There is no "last
-// heartbeat": the event stream carries state changes, not heartbeats, so a time would
-// either lag (as it did) or need a poll of the Queen every second plus a repaint of the
-// window every second. State says the same thing without either: online = heartbeats
-// arrive, stale = they stopped for longer than the interval, offline = gone.
-var queenColTitles = []string{"Worker", "Address", "Model", "State", "Spawned by"}
+// queenCols are the columns of the Queen's worker list, as fitTable shows them (at
+// 800 px "Spawned by" steps aside). There is no "last heartbeat": the event stream
+// carries state changes, not heartbeats, so a time would either lag (as it did) or need
+// a poll of the Queen every second plus a repaint of the window every second. State says
+// the same thing without either: online = heartbeats arrive, stale = they stopped for
+// longer than the interval, offline = gone. Device and KV cache come from heartbeats
+// too: the screen asks the Queen for them while it is shown (queenLoadPeriod).
+var queenCols = []tableColumn{
+	{title: "Worker", width: 170, grow: true},
+	{title: "Address", width: 150, grow: true, keep: 2},
+	{title: "Model", width: 130, grow: true},
+	{title: "State", width: 72},
+	{title: "Device", width: 120, keep: 4},
+	{title: "KV cache", width: 104, keep: 3},
+	{title: "Spawned by", width: 100, keep: 1},
+}
+
+// Columns of the Queen's worker list.
+const (
+	qcolWorker = iota
+	qcolAddress
+	qcolModel
+	qcolState
+	qcolDevice
+	qcolKV
+	qcolSpawnedBy
+)
+
+// queenLoadPeriod is how often the shown Queen screen asks for its workers' load.
+const queenLoadPeriod = 2 * time.Second
 
 var modeLabels = []string{"Off (Queenless)", "Embedded dev Queen", "Remote Queen"}
 var modeOf = map[string]app.QueenMode{
@@ -44,10 +70,14 @@ type queenScreen struct {
 	status  *widget.Label
 	busy    *widget.ProgressBarInfinite
 	list    *widget.Table
+	fit     *fitTable
 	workers []wire.Worker
+	load    map[string]wire.Worker // the latest heartbeat figures, by worker id
 	state   app.QueenState
 	quiet   bool // set while the radio is moved by code, not by the user
 	content fyne.CanvasObject
+	// stopLoad ends the load poll; nil while the screen is hidden.
+	stopLoad context.CancelFunc
 }
 
 func newQueenScreen(u *UI) *queenScreen {
@@ -106,33 +136,31 @@ func newQueenScreen(u *UI) *queenScreen {
 	s.busy.Hide()
 
 	s.list = widget.NewTable(
-		func() (int, int) { return len(s.workers), len(queenColTitles) },
-		func() fyne.CanvasObject {
-			l := widget.NewLabel("")
-			l.Truncation = fyne.TextTruncateEllipsis
-			return l
-		},
+		func() (int, int) { return len(s.workers), len(s.fit.shown) },
+		func() fyne.CanvasObject { return newTipLabel(u.tips, "") },
 		func(id widget.TableCellID, o fyne.CanvasObject) {
-			if id.Row >= len(s.workers) {
+			col := s.fit.col(id.Col)
+			if id.Row >= len(s.workers) || col < 0 {
 				return
 			}
-			text, imp := queenWorkerCell(s.workers[id.Row], id.Col)
-			l := o.(*widget.Label)
-			l.Importance = imp
-			l.SetText(text)
+			text, imp, tip := queenWorkerCell(s.withLoad(s.workers[id.Row]), col)
+			l := o.(*tipLabel)
+			l.tip = tip
+			if l.Text != text || l.Importance != imp {
+				l.Importance = imp
+				l.SetText(text)
+			}
 		},
 	)
+	s.fit = newFitTable(s.list, queenCols)
 	s.list.ShowHeaderRow = true
 	s.list.CreateHeader = func() fyne.CanvasObject {
 		return widget.NewLabelWithStyle("", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
 	}
 	s.list.UpdateHeader = func(id widget.TableCellID, o fyne.CanvasObject) {
-		if id.Col >= 0 {
-			o.(*widget.Label).SetText(queenColTitles[id.Col])
+		if c := s.fit.col(id.Col); c >= 0 {
+			o.(*widget.Label).SetText(queenCols[c].title)
 		}
-	}
-	for c, w := range []float32{220, 170, 140, 90, 100} {
-		s.list.SetColumnWidth(c, w)
 	}
 
 	panel := container.NewStack(s.panels[app.QueenOff], s.panels[app.QueenEmbedded], s.panels[app.QueenRemote])
@@ -144,7 +172,7 @@ func newQueenScreen(u *UI) *queenScreen {
 		widget.NewSeparator(),
 		widget.NewLabelWithStyle("The Queen's workers (all machines)", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
 	)
-	s.content = container.NewBorder(container.NewPadded(head), nil, nil, nil, s.list)
+	s.content = container.NewBorder(container.NewPadded(head), nil, nil, nil, s.fit.holder)
 
 	// The radio starts on the saved mode, which is the core's: setState moves it only
 	// when the core's mode changes from this one.
@@ -251,7 +279,7 @@ func (s *queenScreen) setState(st app.QueenState) {
 
 func sameQueenWorker(a, b wire.Worker) bool {
 	return a.WorkerID == b.WorkerID && a.State == b.State && a.URL == b.URL && a.Model == b.Model &&
-		a.Status == b.Status && a.SpawnedBy == b.SpawnedBy
+		a.Status == b.Status && a.SpawnedBy == b.SpawnedBy && a.Device == b.Device && a.Runtime == b.Runtime
 }
 
 // queenIndicator is the connection line and its colour.
@@ -282,28 +310,149 @@ func queenIndicator(st app.QueenState) (string, color.Color) {
 	return "Connecting to " + st.URL + "…", amber
 }
 
-func queenWorkerCell(w wire.Worker, col int) (string, widget.Importance) {
+// queenWorkerCell is a cell of the Queen's worker list: its text, colour and tooltip.
+func queenWorkerCell(w wire.Worker, col int) (string, widget.Importance, string) {
+	plain := widget.MediumImportance
 	switch col {
-	case 0:
-		return w.WorkerID, widget.MediumImportance
-	case 1:
-		return fmt.Sprintf("%s:%d", w.Hostname, w.Port), widget.MediumImportance
-	case 2:
-		return w.Model, widget.MediumImportance
-	case 3:
+	case qcolWorker:
+		return w.WorkerID, plain, ""
+	case qcolAddress:
+		return fmt.Sprintf("%s:%d", w.Hostname, w.Port), plain, ""
+	case qcolModel:
+		return w.Model, plain, ""
+	case qcolState:
 		switch w.State {
 		case wire.StateOnline:
-			return string(w.State), widget.SuccessImportance
+			return string(w.State), widget.SuccessImportance, "heartbeats arrive"
 		case wire.StateStale:
-			return string(w.State), widget.WarningImportance
+			return string(w.State), widget.WarningImportance, "heartbeats stopped for longer than the interval"
 		case wire.StateOffline:
-			return string(w.State), widget.DangerImportance
+			return string(w.State), widget.DangerImportance, ""
 		}
-		return string(w.State), widget.MediumImportance
-	case 4:
-		return w.SpawnedBy, widget.MediumImportance
+		return string(w.State), plain, ""
+	case qcolDevice:
+		return deviceCell(w)
+	case qcolKV:
+		return kvCell(w)
+	case qcolSpawnedBy:
+		return w.SpawnedBy, plain, ""
 	}
-	return "", widget.MediumImportance
+	return "", plain, ""
+}
+
+// deviceCell is what the worker's model runs on ("cpu", "Vulkan0 (llvmpipe)"); the
+// tooltip names the llama.cpp build and the device's free memory.
+func deviceCell(w wire.Worker) (string, widget.Importance, string) {
+	if w.Device == "" {
+		return "—", widget.LowImportance, "not reported yet (it comes with the worker's heartbeats)"
+	}
+	var tip []string
+	if w.Runtime != "" {
+		tip = append(tip, "llama.cpp build "+w.Runtime)
+	}
+	if w.DeviceFreeBytes > 0 {
+		tip = append(tip, formatBytes(w.DeviceFreeBytes)+" free on the device")
+	}
+	return w.Device, widget.MediumImportance, strings.Join(tip, " · ")
+}
+
+// kvCell is the KV cache in use of its capacity, in thousands of tokens ("3.1k / 32.8k").
+func kvCell(w wire.Worker) (string, widget.Importance, string) {
+	if w.KVCacheCapacity <= 0 {
+		return "—", widget.LowImportance, "not reported yet (it comes with the worker's heartbeats)"
+	}
+	tip := fmt.Sprintf("%d of %d tokens of KV cache in use", w.KVCacheTokens, w.KVCacheCapacity)
+	if w.Slots > 0 {
+		tip += fmt.Sprintf(", %s", plural(w.Slots, "slot"))
+	}
+	imp := widget.MediumImportance
+	if w.KVCacheTokens*10 >= w.KVCacheCapacity*9 {
+		imp = widget.WarningImportance // nearly full: the next long prompt may not fit
+	}
+	return kilo(w.KVCacheTokens) + " / " + kilo(w.KVCacheCapacity), imp, tip
+}
+
+// kilo writes a token count compactly: 950, 3.1k, 33k.
+func kilo(n int) string {
+	switch {
+	case n < 1000:
+		return strconv.Itoa(n)
+	case n < 10000:
+		return strconv.FormatFloat(float64(n)/1000, 'f', 1, 64) + "k"
+	}
+	return strconv.Itoa((n+500)/1000) + "k"
+}
+
+// withLoad is w with the latest heartbeat figures the screen asked the Queen for.
+func (s *queenScreen) withLoad(w wire.Worker) wire.Worker {
+	if l, ok := s.load[w.WorkerID]; ok {
+		w.Slots, w.KVCacheTokens, w.KVCacheCapacity = l.Slots, l.KVCacheTokens, l.KVCacheCapacity
+		w.Device, w.Runtime, w.DeviceFreeBytes = l.Device, l.Runtime, l.DeviceFreeBytes
+	}
+	return w
+}
+
+// shown starts asking the Queen for its workers' load while the screen is in view.
+func (s *queenScreen) shown() {
+	if s.stopLoad != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(s.u.ctx)
+	s.stopLoad = cancel
+	s.u.goBackground(func(context.Context) {
+		tick := time.NewTicker(queenLoadPeriod)
+		defer tick.Stop()
+		for {
+			if st := s.u.core.QueenState(); st.Connected {
+				ask, done := context.WithTimeout(ctx, queenLoadPeriod)
+				ws, err := s.u.core.QueenWorkers(ask)
+				done()
+				if err == nil {
+					s.u.do(func() {
+						if ctx.Err() == nil {
+							s.setLoad(ws)
+						}
+					})
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	})
+}
+
+// hidden stops the load poll.
+func (s *queenScreen) hidden() {
+	if s.stopLoad != nil {
+		s.stopLoad()
+		s.stopLoad = nil
+	}
+}
+
+// setLoad keeps ws's heartbeat figures and repaints only when a shown cell changes.
+func (s *queenScreen) setLoad(ws []wire.Worker) {
+	cells := func() string {
+		var b strings.Builder
+		for _, w := range s.workers {
+			w = s.withLoad(w)
+			for _, col := range []int{qcolDevice, qcolKV} {
+				text, _, tip := queenWorkerCell(w, col)
+				b.WriteString(text + "|" + tip + "|")
+			}
+		}
+		return b.String()
+	}
+	before := cells()
+	s.load = make(map[string]wire.Worker, len(ws))
+	for _, w := range ws {
+		s.load[w.WorkerID] = w
+	}
+	if cells() != before {
+		s.list.Refresh()
+	}
 }
 
 // apply switches the Queen mode in the background; the screen follows the core.
@@ -340,7 +489,12 @@ func (s *queenScreen) testRemote() {
 				s.u.showError(err)
 				return
 			}
-			s.status.SetText(fmt.Sprintf("Test passed: Queen %s answers at %s and accepts the token.", version, url))
+			// Without a token the list answered openly: there was no token to accept.
+			done := "and accepts the token"
+			if token == "" {
+				done = "and needs no token"
+			}
+			s.status.SetText(fmt.Sprintf("Test passed: Queen %s answers at %s %s.", version, url, done))
 		})
 	})
 }

@@ -1,7 +1,11 @@
 package ui
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +13,7 @@ import (
 
 	"github.com/beekeeper-hive/beekeeper/app"
 	"github.com/beekeeper-hive/beekeeper/internal/testenv"
+	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
 // TestQueenRefreshKeepsUnappliedChoice chooses Remote and types its URL while the
@@ -82,4 +87,60 @@ func TestQueenRefreshKeepsUnappliedChoice(t *testing.T) {
 		return q.state.Mode == app.QueenOff && q.mode.Selected == modeLabels[0] &&
 			q.panels[app.QueenOff].Visible()
 	})
+}
+
+// TestTestConnectionWithoutTokenSaysSo: "Test connection" with no token set must not say
+// the Queen "accepts the token" (issue 13): there was none to accept.
+func TestTestConnectionWithoutTokenSaysSo(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case wire.PathHealth:
+			_ = json.NewEncoder(w).Encode(wire.QueenHealth{Version: "9.9"})
+		case wire.PathWorkers:
+			_ = json.NewEncoder(w).Encode(wire.WorkerList{})
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	tu := newTestUI(t)
+	q := tu.queen
+	for _, tc := range []struct{ token, want string }{{"", "needs no token"}, {"s3cret", "accepts the token"}} {
+		tu.onUI(func() {
+			q.status.SetText("")
+			q.url.SetText(srv.URL)
+			q.remTok.SetText(tc.token)
+			q.testRemote()
+		})
+		tu.waitFor(t, "the test's result", 10*time.Second, func() bool { return strings.HasPrefix(q.status.Text, "Test passed") })
+		tu.onUI(func() {
+			if !strings.Contains(q.status.Text, tc.want) {
+				t.Errorf("token %q: status %q, want it to say %q", tc.token, q.status.Text, tc.want)
+			}
+		})
+	}
+}
+
+// TestQueenListCells: the Queen's worker list shows each worker's device and KV cache
+// use compactly, the details in tooltips.
+func TestQueenListCells(t *testing.T) {
+	w := wire.Worker{Device: "Vulkan0 (llvmpipe)", Runtime: "linux-x64-vulkan-3.21.1", DeviceFreeBytes: 3 << 30,
+		Slots: 4, KVCacheTokens: 3100, KVCacheCapacity: 32768}
+	cases := []struct {
+		col       int
+		w         wire.Worker
+		text, tip string
+	}{
+		{qcolDevice, w, "Vulkan0 (llvmpipe)", "llama.cpp build linux-x64-vulkan-3.21.1 · 3.0 GB free on the device"},
+		{qcolDevice, wire.Worker{Device: "cpu"}, "cpu", ""},
+		{qcolDevice, wire.Worker{}, "—", "not reported yet (it comes with the worker's heartbeats)"},
+		{qcolKV, w, "3.1k / 33k", "3100 of 32768 tokens of KV cache in use, 4 slots"},
+		{qcolKV, wire.Worker{KVCacheTokens: 12, KVCacheCapacity: 256, Slots: 1}, "12 / 256", "12 of 256 tokens of KV cache in use, 1 slot"},
+	}
+	for _, tc := range cases {
+		text, _, tip := queenWorkerCell(tc.w, tc.col)
+		if text != tc.text || tip != tc.tip {
+			t.Errorf("column %s of %+v: %q (%q), want %q (%q)", queenCols[tc.col].title, tc.w, text, tip, tc.text, tc.tip)
+		}
+	}
 }

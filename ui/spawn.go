@@ -409,7 +409,13 @@ func (f *spawnForm) browse() {
 			return // cancelled
 		}
 		_ = r.Close()
-		f.modelSel.SetText(r.URI().Path())
+		path := r.URI().Path()
+		// A picked file joins the library, so the Models screen and the next spawn
+		// offer it without a Browse.
+		if err := f.u.addModelFile(path); err != nil {
+			f.u.showError(err)
+		}
+		f.modelSel.SetText(path)
 	}, f.u.win)
 	d.SetFilter(storage.NewExtensionFileFilter([]string{".gguf", ".GGUF"}))
 	if dir := f.u.core.Settings().ModelsFolder; dir != "" {

@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
+	"time"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
@@ -44,6 +46,7 @@ type UI struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	tips     *tipLayer // the window's tooltips
 	chat     *chatView // nil when chats cannot be stored
 	workers  *workersScreen
 	queen    *queenScreen
@@ -55,20 +58,85 @@ type UI struct {
 
 	dialogs []dialog.Dialog // open dialogs, newest last: Escape closes the newest
 	spawn   *spawnForm      // the spawn dialog last opened
+
+	quitApp  func()        // the app's Quit; tests replace it
+	quitting dialog.Dialog // the open "Quit?" question, if any
+	rootSize fyne.Size     // the window content's size, to see it change
+	sizeGen  int           // the latest window resize; an older one's save is dropped
+	trimGen  int           // the latest trimSoon; only it trims
 }
 
 // Create builds the window's content on core and starts the UI's bridge goroutine.
 // Call Close when the window goes.
 func Create(a fyne.App, w fyne.Window, core *app.App) *UI {
 	u := newUI(a, w, core, fyne.Do)
+	// Closing the window quits too: the size is kept for the next start first.
+	w.SetCloseIntercept(func() {
+		u.keepWindowSize()
+		w.Close()
+	})
 	u.start()
 	return u
+}
+
+// Quit keeps the window's size for the next start and quits, asking nothing (a signal
+// means now). Call it on the UI thread.
+func (u *UI) Quit() {
+	u.keepWindowSize()
+	u.app.Quit()
+}
+
+// keepWindowSize saves the window's size, which the next start restores.
+func (u *UI) keepWindowSize() {
+	app.SaveWindowSize(u.app.Preferences(), u.win.Canvas().Size())
+}
+
+// sizeSettle is how long a window size must hold before it is saved: a drag of the
+// window's edge resizes it many times.
+const sizeSettle = time.Second
+
+// windowResized saves the window's size once it settles. Saving at quit alone is not
+// enough: Fyne quits on SIGTERM by itself, and may do so before the app's own handler.
+func (u *UI) windowResized() {
+	u.sizeGen++
+	gen := u.sizeGen
+	u.goBackground(func(ctx context.Context) {
+		settle := time.NewTimer(sizeSettle)
+		defer settle.Stop()
+		select {
+		case <-ctx.Done():
+		case <-settle.C:
+			u.do(func() {
+				if gen == u.sizeGen {
+					u.keepWindowSize()
+				}
+			})
+		}
+	})
+}
+
+// rootLayout stacks the screens and the tooltip layer over the whole window, and tells
+// the UI when the window's size changes.
+type rootLayout struct{ u *UI }
+
+func (l rootLayout) MinSize(objs []fyne.CanvasObject) fyne.Size {
+	return layout.NewStackLayout().MinSize(objs)
+}
+
+func (l rootLayout) Layout(objs []fyne.CanvasObject, size fyne.Size) {
+	layout.NewStackLayout().Layout(objs, size)
+	if size != l.u.rootSize {
+		l.u.rootSize = size
+		l.u.windowResized()
+	}
 }
 
 func newUI(a fyne.App, w fyne.Window, core *app.App, do func(func())) *UI {
 	u := &UI{app: a, win: w, core: core, hive: core.Hive(), do: do,
 		detached: make(map[*container.TabItem]fyne.CanvasObject)}
+	u.quitApp = u.Quit
 	u.ctx, u.cancel = context.WithCancel(context.Background())
+	u.tips = newTipLayer(u)
 
 	u.workers = newWorkersScreen(u)
 	u.queen = newQueenScreen(u)
@@ -83,14 +151,28 @@ func newUI(a fyne.App, w fyne.Window, core *app.App, do func(func())) *UI {
 	u.tabSettings = u.lazyTab("Settings", theme.SettingsIcon(), u.settings.content)
 	u.tabs = container.NewAppTabs(u.tabWorkers, u.tabChat, u.tabModels, u.tabQueen, u.tabLogs, u.tabSettings)
 	u.tabs.OnSelected = func(t *container.TabItem) {
+		u.tips.leave()
+		// A field of the screen left behind keeps no focus: typing would go to a field
+		// out of sight, and its blinking cursor would repaint the window for ever.
+		u.win.Canvas().Unfocus()
 		u.attachTab(t)
 		if t == u.tabLogs {
 			u.logs.shown()
 		} else {
 			u.logs.hidden()
 		}
+		if t == u.tabQueen {
+			u.queen.shown()
+		} else {
+			u.queen.hidden()
+		}
+		if t == u.tabChat && u.chat != nil {
+			u.win.Canvas().Focus(u.chat.input) // the Chat screen is for typing
+		}
+		u.core.Logger().Debug("screen shown", "screen", t.Text)
 	}
-	w.SetContent(u.tabs)
+	w.SetContent(container.New(rootLayout{u}, u.tabs, u.tips.layer))
+	w.SetMainMenu(u.mainMenu())
 	u.addShortcuts()
 	return u
 }
@@ -114,6 +196,30 @@ func (u *UI) attachTab(t *container.TabItem) {
 	delete(u.detached, t)
 	t.Content = screen
 	u.tabs.Refresh()
+	u.trimSoon()
+}
+
+// trimSoon hands the garbage of screens' first layouts back to the OS once the user
+// has stopped opening new ones for a moment, as cli/gui.go does after the start: an app
+// that sits idle for hours keeps those pages otherwise (the Go runtime returns them
+// slowly). What stays is what the screens use: widgets, the fonts of their text styles.
+func (u *UI) trimSoon() {
+	u.trimGen++
+	gen := u.trimGen
+	u.goBackground(func(ctx context.Context) {
+		wait := time.NewTimer(3 * time.Second)
+		defer wait.Stop()
+		select {
+		case <-ctx.Done():
+			return
+		case <-wait.C:
+		}
+		latest := false
+		u.do(func() { latest = gen == u.trimGen })
+		if latest {
+			debug.FreeOSMemory()
+		}
+	})
 }
 
 // start launches the bridge and the screens' watchers.
@@ -139,17 +245,90 @@ func (u *UI) goBackground(f func(ctx context.Context)) {
 	}()
 }
 
+// mainMenu is the window's menu bar: File (spawn, quit) and View (the screens). Its
+// shortcuts work wherever the focus is: Fyne hands every other shortcut to a focused
+// text field first, which swallowed Ctrl+N and Ctrl+L.
+func (u *UI) mainMenu() *fyne.MainMenu {
+	ctrl := func(key fyne.KeyName) fyne.Shortcut {
+		return &desktop.CustomShortcut{KeyName: key, Modifier: fyne.KeyModifierShortcutDefault}
+	}
+	spawn := fyne.NewMenuItem("Spawn worker…", func() {
+		u.core.Logger().Debug("spawn dialog opened")
+		u.openSpawnDialog("")
+	})
+	spawn.Shortcut = ctrl(fyne.KeyN)
+	quit := fyne.NewMenuItem("Quit", u.quit)
+	quit.IsQuit = true
+	quit.Shortcut = ctrl(fyne.KeyQ)
+	file := fyne.NewMenu("File", spawn, fyne.NewMenuItemSeparator(), quit)
+
+	view := fyne.NewMenu("View")
+	keys := map[*container.TabItem]fyne.KeyName{u.tabWorkers: fyne.Key1, u.tabChat: fyne.Key2,
+		u.tabModels: fyne.Key3, u.tabQueen: fyne.Key4, u.tabLogs: fyne.KeyL, u.tabSettings: fyne.KeyComma}
+	for _, tab := range u.tabs.Items {
+		item := fyne.NewMenuItem(tab.Text, func() { u.tabs.Select(tab) })
+		item.Icon = tab.Icon
+		if key, ok := keys[tab]; ok {
+			item.Shortcut = ctrl(key)
+		}
+		view.Items = append(view.Items, item)
+	}
+	return fyne.NewMainMenu(file, view)
+}
+
+// addShortcuts registers the menu's shortcuts on the canvas too (the test driver has no
+// menu bar) and Escape for dialogs.
 func (u *UI) addShortcuts() {
 	c := u.win.Canvas()
-	c.AddShortcut(&desktop.CustomShortcut{KeyName: fyne.KeyN, Modifier: fyne.KeyModifierShortcutDefault},
-		func(fyne.Shortcut) { u.openSpawnDialog("") })
-	c.AddShortcut(&desktop.CustomShortcut{KeyName: fyne.KeyL, Modifier: fyne.KeyModifierShortcutDefault},
-		func(fyne.Shortcut) { u.tabs.Select(u.tabLogs) })
+	c.AddShortcut(&desktop.CustomShortcut{KeyName: fyne.KeyD, Modifier: fyne.KeyModifierShortcutDefault}, func(fyne.Shortcut) { u.openDiscover() })
+	for _, m := range u.win.MainMenu().Items {
+		for _, item := range m.Items {
+			if item.Shortcut != nil {
+				action := item.Action
+				c.AddShortcut(item.Shortcut, func(fyne.Shortcut) { action() })
+			}
+		}
+	}
 	c.SetOnTypedKey(func(ev *fyne.KeyEvent) {
 		if ev.Name == fyne.KeyEscape {
 			u.closeTopDialog()
 		}
 	})
+}
+
+// quit quits, first asking while workers run: it says what becomes of them, which the
+// "stop workers on quit" setting decides. Quit asked again while the question shows
+// quits.
+func (u *UI) quit() {
+	live := 0
+	for _, e := range u.hive.List() {
+		if e.State.Live() {
+			live++
+		}
+	}
+	if live == 0 || u.quitting != nil {
+		u.quitApp()
+		return
+	}
+	fate := "They keep running after Beekeeper quits, and its next start adopts them again. " +
+		"(The On quit setting can stop them instead.)"
+	if u.core.Settings().StopWorkersOnQuit {
+		fate = "Quitting stops them, as the On quit setting says."
+	}
+	running := "1 worker is running."
+	if live > 1 {
+		running = fmt.Sprintf("%d workers are running.", live)
+	}
+	msg := widget.NewLabel(running + " " + fate)
+	msg.Wrapping = fyne.TextWrapWord
+	d := dialog.NewCustomConfirm("Quit Beekeeper?", "Quit", "Cancel", msg, func(ok bool) {
+		if ok {
+			u.quitApp()
+		}
+	}, u.win)
+	d.Resize(fyne.NewSize(440, 0))
+	u.quitting = d
+	u.showDialog(d)
 }
 
 // showDialog shows d and tracks it so Escape closes it.
@@ -160,6 +339,9 @@ func (u *UI) showDialog(d dialog.Dialog) {
 }
 
 func (u *UI) forgetDialog(d dialog.Dialog) {
+	if d == u.quitting {
+		u.quitting = nil
+	}
 	for i, open := range u.dialogs {
 		if open == d {
 			u.dialogs = append(u.dialogs[:i], u.dialogs[i+1:]...)

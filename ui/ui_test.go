@@ -163,7 +163,7 @@ func TestSpawnFromDialogReachesReadyThenStopEndsProcess(t *testing.T) {
 	if !ok {
 		t.Fatalf("worker %s is not in the hive", row.id)
 	}
-	if row.cells[colModel] != "stories260K" || row.cells[colState] != "● ready" || row.cells[colPID] != strconv.Itoa(e.PID) {
+	if row.cells[colModel] != "stories260K" || row.cells[colState] != "ready" || row.cells[colPID] != strconv.Itoa(e.PID) {
 		t.Fatalf("row cells = %q", row.cells)
 	}
 	if !processAlive(e.PID) {
@@ -247,6 +247,17 @@ func TestQueenModeEmbeddedBringsRowOnline(t *testing.T) {
 	if st := tu.core.Settings(); st.QueenMode != app.QueenEmbedded || st.EmbeddedAddr != addr {
 		t.Fatalf("queen mode not persisted: %+v", st)
 	}
+
+	// The Queen screen, while shown, asks the Queen for its workers' heartbeat figures:
+	// the worker's device and KV cache appear in its row.
+	tu.onUI(func() { tu.tabs.Select(tu.tabQueen) })
+	tu.waitFor(t, "the worker's device and KV cache on the Queen screen", 20*time.Second, func() bool {
+		w := tu.queen.withLoad(tu.queen.workers[0])
+		dev, _, _ := queenWorkerCell(w, qcolDevice)
+		kv, _, _ := queenWorkerCell(w, qcolKV)
+		return dev != "—" && strings.Contains(kv, " / ")
+	})
+	tu.onUI(func() { tu.tabs.Select(tu.tabWorkers) })
 
 	// Back to Queenless: the embedded Queen stops, the row says off.
 	tu.onUI(func() { tu.queen.mode.SetSelected(modeLabels[0]) })

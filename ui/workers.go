@@ -9,6 +9,7 @@ import (
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/canvas"
 	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/dialog"
 	"fyne.io/fyne/v2/layout"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
@@ -26,6 +27,7 @@ type workerRow struct {
 	live     bool
 	cells    [colActions]string
 	stateImp widget.Importance
+	stateTip string // why it stopped, for a worker that did
 	syncImp  widget.Importance
 }
 
@@ -45,16 +47,30 @@ const (
 	numCols
 )
 
-var (
-	colTitles = [numCols]string{"Worker", "Model", "Type", "Port", "PID", "State", "Queen", "CPU", "Memory", "Uptime", ""}
-	colWidths = [numCols]float32{190, 130, 50, 72, 70, 140, 96, 64, 84, 70, 176}
-)
+var colTitles = [numCols]string{"Worker", "Model", "Type", "Port", "PID", "State", "Queen", "CPU", "Memory", "Uptime", ""}
+
+// workerCols are the table's columns as fitTable shows them: at 800 px type, PID, port
+// and uptime step aside (the worker id names its type and port) so the state, the
+// Queen's view, CPU, memory and the row's actions stay in sight.
+var workerCols = func() []tableColumn {
+	spec := [numCols]tableColumn{
+		colID: {width: 150, grow: true}, colModel: {width: 130, grow: true},
+		colType: {width: 56, keep: 1}, colPort: {width: 64, keep: 3}, colPID: {width: 80, keep: 2},
+		colState: {width: 128}, colQueen: {width: 96, keep: 6}, colCPU: {width: 60, keep: 5},
+		colMem: {width: 80, keep: 7}, colUptime: {width: 70, keep: 4}, colActions: {width: 124},
+	}
+	for i := range spec {
+		spec[i].title = colTitles[i]
+	}
+	return spec[:]
+}()
 
 type workersScreen struct {
 	u       *UI
 	rows    []workerRow // UI thread only
 	shown   bool        // rows have been put on screen once
 	table   *widget.Table
+	fit     *fitTable
 	summary *widget.Label
 	body    *fyne.Container // table or empty state
 	empty   fyne.CanvasObject
@@ -65,10 +81,14 @@ type workersScreen struct {
 func newWorkersScreen(u *UI) *workersScreen {
 	s := &workersScreen{u: u}
 	s.table = widget.NewTable(
-		func() (int, int) { return len(s.rows), numCols },
+		func() (int, int) { return len(s.rows), len(s.fit.shown) },
 		s.createCell,
-		s.updateCell,
+		func(id widget.TableCellID, o fyne.CanvasObject) {
+			id.Col = s.fit.col(id.Col)
+			s.updateCell(id, o)
+		},
 	)
+	s.fit = newFitTable(s.table, workerCols)
 	s.table.ShowHeaderRow = true
 	s.table.CreateHeader = func() fyne.CanvasObject {
 		l := widget.NewLabel("")
@@ -76,21 +96,18 @@ func newWorkersScreen(u *UI) *workersScreen {
 		return l
 	}
 	s.table.UpdateHeader = func(id widget.TableCellID, o fyne.CanvasObject) {
-		if id.Col >= 0 {
-			o.(*widget.Label).SetText(colTitles[id.Col])
+		if c := s.fit.col(id.Col); c >= 0 {
+			o.(*widget.Label).SetText(colTitles[c])
 		}
 	}
 	s.table.OnSelected = func(widget.TableCellID) { s.table.UnselectAll() }
-	for c, w := range colWidths {
-		s.table.SetColumnWidth(c, w)
-	}
 
 	spawn := widget.NewButtonWithIcon("Spawn worker", theme.ContentAddIcon(), func() { u.openSpawnDialog("") })
 	spawn.Importance = widget.HighImportance
 	s.summary = widget.NewLabel("")
 	s.summary.Importance = widget.LowImportance
 	top := container.NewHBox(spawn, s.summary)
-	s.tableUI = container.NewBorder(container.NewPadded(top), nil, nil, nil, s.table)
+	s.tableUI = container.NewBorder(container.NewPadded(top), nil, nil, nil, s.fit.holder)
 
 	icon := canvas.NewImageFromResource(assets.Icon)
 	icon.FillMode = canvas.ImageFillContain
@@ -224,6 +241,9 @@ func buildRows(entries []hive.Entry, stats map[string]hive.Stats, now time.Time)
 			}
 		}
 		r.cells[colState], r.stateImp = stateText(e)
+		if !r.live {
+			r.stateTip = e.ExitReason
+		}
 		if e.State == hive.StateStarting {
 			r.progress = e.LoadProgress
 		}
@@ -238,14 +258,19 @@ func stateText(e hive.Entry) (string, widget.Importance) {
 	case hive.StateStarting:
 		return fmt.Sprintf("loading %d%%", int(e.LoadProgress*100)), widget.WarningImportance
 	case hive.StateReady:
-		return "● ready", widget.SuccessImportance
+		return "ready", widget.SuccessImportance // no "●": not in the bundled font, a system one (7 MB parsed) would load for it
 	case hive.StateStopping:
 		return "stopping…", widget.WarningImportance
 	case hive.StateCrashed:
-		if e.ExitCode != nil {
-			return fmt.Sprintf("crashed (exit %d)", *e.ExitCode), widget.DangerImportance
+		// A worker killed by a signal has no exit code (the hive records -1); one adopted
+		// from an earlier run of the app died where nobody could read how.
+		switch {
+		case e.ExitCode == nil:
+			return "crashed (code unknown)", widget.DangerImportance
+		case *e.ExitCode < 0:
+			return "crashed (signal)", widget.DangerImportance
 		}
-		return "crashed", widget.DangerImportance
+		return fmt.Sprintf("crashed (exit %d)", *e.ExitCode), widget.DangerImportance
 	case hive.StateExited:
 		if e.ExitCode != nil {
 			return fmt.Sprintf("exited (%d)", *e.ExitCode), widget.LowImportance
@@ -314,27 +339,25 @@ func formatBytes(b uint64) string {
 // cell is the one template of every table cell: a label, a progress bar (state while
 // loading) or the row's action buttons, shown by column.
 type cell struct {
-	label    *widget.Label
+	label    *tipLabel
 	progress *widget.ProgressBar
 	actions  *fyne.Container
-	stop     *widget.Button
-	restart  *widget.Button
-	chat     *widget.Button
-	logs     *widget.Button
+	stop     *tipButton
+	chat     *tipButton
+	more     *tipButton // restart, logs, remove
 	box      *fyne.Container
 }
 
 func (s *workersScreen) createCell() fyne.CanvasObject {
-	c := &cell{label: widget.NewLabel(""), progress: widget.NewProgressBar()}
-	c.label.Truncation = fyne.TextTruncateEllipsis
-	c.stop = widget.NewButtonWithIcon("", theme.MediaStopIcon(), nil)
-	c.restart = widget.NewButtonWithIcon("", theme.MediaReplayIcon(), nil)
-	c.chat = widget.NewButtonWithIcon("", theme.MailComposeIcon(), nil)
-	c.logs = widget.NewButtonWithIcon("", theme.ListIcon(), nil)
-	for _, b := range []*widget.Button{c.stop, c.restart, c.chat, c.logs} {
+	tips := s.u.tips
+	c := &cell{label: newTipLabel(tips, ""), progress: widget.NewProgressBar()}
+	c.stop = newTipButton(tips, "", theme.MediaStopIcon(), "Stop this worker", nil)
+	c.chat = newTipButton(tips, "", theme.MailComposeIcon(), "Chat with this worker", nil)
+	c.more = newTipButton(tips, "", theme.MoreVerticalIcon(), "Restart, logs, remove", nil)
+	for _, b := range []*tipButton{c.stop, c.chat, c.more} {
 		b.Importance = widget.LowImportance
 	}
-	c.actions = container.NewHBox(c.stop, c.restart, c.chat, c.logs)
+	c.actions = container.NewHBox(c.stop, c.chat, c.more)
 	c.box = container.NewStack(c.label, container.NewPadded(c.progress), c.actions)
 	w := &cellWidget{c: c}
 	w.ExtendBaseWidget(w)
@@ -343,7 +366,7 @@ func (s *workersScreen) createCell() fyne.CanvasObject {
 
 func (s *workersScreen) updateCell(id widget.TableCellID, o fyne.CanvasObject) {
 	c := o.(*cellWidget).c
-	if id.Row < 0 || id.Row >= len(s.rows) {
+	if id.Row < 0 || id.Row >= len(s.rows) || id.Col < 0 {
 		return
 	}
 	r := s.rows[id.Row]
@@ -360,13 +383,14 @@ func (s *workersScreen) updateCell(id widget.TableCellID, o fyne.CanvasObject) {
 		}
 		shown = c.progress
 	default:
-		imp := widget.MediumImportance
+		imp, tip := widget.MediumImportance, ""
 		switch id.Col {
 		case colState:
-			imp = r.stateImp
+			imp, tip = r.stateImp, r.stateTip
 		case colQueen:
 			imp = r.syncImp
 		}
+		c.label.tip = tip
 		if c.label.Text != r.cells[id.Col] || c.label.Importance != imp {
 			c.label.Importance = imp
 			c.label.SetText(r.cells[id.Col])
@@ -381,38 +405,55 @@ func (s *workersScreen) updateCell(id widget.TableCellID, o fyne.CanvasObject) {
 	}
 }
 
-// bindActions points the row's buttons at worker r.id: stop (or remove once it has
-// exited), restart, chat (ready workers), logs.
+// bindActions points the row's buttons at worker r.id. Stop stays Stop, disabled once
+// the worker is gone: it used to turn into Remove in the same place, so a double click
+// on Stop removed the row. Remove is in the row's menu and asks first.
 func (s *workersScreen) bindActions(c *cell, r workerRow) {
 	id := r.id
-	icon := theme.DeleteIcon()
-	c.stop.OnTapped = func() { s.removeWorker(id) }
-	if r.live {
-		icon = theme.MediaStopIcon()
-		c.stop.OnTapped = func() { s.stopWorker(id) }
-	}
-	if c.stop.Icon != icon {
-		c.stop.SetIcon(icon)
-	}
-	if r.state == hive.StateStopping {
-		c.stop.Disable()
-	} else {
-		c.stop.Enable()
-	}
-	// A second restart while one is under way would race it for the same id and port.
-	if r.state == hive.StateStarting || r.state == hive.StateStopping {
-		c.restart.Disable()
-	} else {
-		c.restart.Enable()
-	}
-	c.restart.OnTapped = func() { s.restartWorker(id) }
+	c.stop.OnTapped = func() { s.stopWorker(id) }
+	setEnabled(c.stop, r.live && r.state != hive.StateStopping)
 	c.chat.OnTapped = func() { s.u.openChat(id) }
-	if r.state == hive.StateReady {
-		c.chat.Enable()
-	} else {
-		c.chat.Disable()
+	setEnabled(c.chat, r.state == hive.StateReady)
+	more := c.more
+	c.more.OnTapped = func() {
+		pos := fyne.CurrentApp().Driver().AbsolutePositionForObject(more).Add(fyne.NewPos(0, more.Size().Height))
+		widget.ShowPopUpMenuAtPosition(s.rowMenu(r), s.u.win.Canvas(), pos)
 	}
-	c.logs.OnTapped = func() { s.u.showWorkerLog(id) }
+}
+
+// rowMenu is a row's less frequent actions: restart, logs, remove.
+func (s *workersScreen) rowMenu(r workerRow) *fyne.Menu {
+	id := r.id
+	restart := fyne.NewMenuItem("Restart", func() { s.restartWorker(id) })
+	restart.Icon = theme.MediaReplayIcon()
+	// A second restart while one is under way would race it for the same id and port.
+	restart.Disabled = r.state == hive.StateStarting || r.state == hive.StateStopping
+	logs := fyne.NewMenuItem("Logs", func() { s.u.showWorkerLog(id) })
+	logs.Icon = theme.ListIcon()
+	remove := fyne.NewMenuItem("Remove from the list…", func() { s.confirmRemove(id) })
+	remove.Icon = theme.DeleteIcon()
+	remove.Disabled = r.live // stop it first
+	return fyne.NewMenu("", restart, logs, fyne.NewMenuItemSeparator(), remove)
+}
+
+// confirmRemove asks before forgetting a worker that is gone, and its log.
+func (s *workersScreen) confirmRemove(id string) {
+	d := dialog.NewConfirm("Remove worker", fmt.Sprintf("Remove %s from the list and delete its log? The model file stays.", id),
+		func(ok bool) {
+			if ok {
+				s.removeWorker(id)
+			}
+		}, s.u.win)
+	d.SetConfirmText("Remove")
+	s.u.showDialog(d)
+}
+
+func setEnabled(b fyne.Disableable, on bool) {
+	if on && b.Disabled() {
+		b.Enable()
+	} else if !on && !b.Disabled() {
+		b.Disable()
+	}
 }
 
 // stopWorker stops id in the background; the row follows the hive's events.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 )
 
 // ErrorDetail is the inside of an OpenAI-shaped error.
@@ -47,6 +48,15 @@ const (
 	CodeBusy            = "server_busy"
 	CodeUnauthorized    = "invalid_api_key"
 	CodeLoading         = "model_loading"
+	// CodeWorkerKeyMismatch: the id is bound to another worker's identity key.
+	CodeWorkerKeyMismatch = "worker_key_mismatch"
+	// CodeForbidden: refused before any handler ran (a Host, Origin or address this
+	// server does not accept).
+	CodeForbidden = "forbidden"
+	// CodeUnsupportedMediaType: a JSON endpoint got a body that does not say it is JSON.
+	CodeUnsupportedMediaType = "unsupported_media_type"
+	// CodeTimeout: the request body did not arrive in time.
+	CodeTimeout = "request_timeout"
 )
 
 // APIError is an error that knows its HTTP status and public body. Handlers return it;
@@ -135,3 +145,14 @@ func DecodeError(status int, body []byte) *APIError {
 
 // BearerPrefix starts the Authorization header value.
 const BearerPrefix = "Bearer "
+
+// BearerToken returns the token of an Authorization header value. The scheme is
+// case-insensitive (RFC 7235: "bearer x" is "Bearer x").
+func BearerToken(header string) (string, bool) {
+	scheme, token, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimLeft(token, " ")
+	return token, token != ""
+}

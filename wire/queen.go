@@ -14,6 +14,10 @@ type RegisterRequest struct {
 	// SpawnOrderID, when the worker was started for a spawn order (CONTRACT §4.7),
 	// completes that order at the Queen.
 	SpawnOrderID string `json:"spawn_order_id,omitempty"`
+	// WorkerKey is the worker process's secret identity key (docs/security.md). The
+	// Queen binds the id to the first key it sees; later registrations, heartbeats and
+	// deregistrations of the id must carry the same key (409 worker_key_mismatch).
+	WorkerKey string `json:"worker_key,omitempty"`
 }
 
 // RegisterResponse answers a registration.
@@ -34,6 +38,8 @@ const (
 type Heartbeat struct {
 	WorkerID string `json:"worker_id"`
 	Status   string `json:"status"`
+	// WorkerKey proves the heartbeat comes from the worker the id is bound to.
+	WorkerKey string `json:"worker_key,omitempty"`
 	// Optional load figures, used by the Queen to route to the least busy worker.
 	ActiveRequests int `json:"active_requests,omitempty"`
 	QueuedRequests int `json:"queued_requests,omitempty"`

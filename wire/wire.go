@@ -47,6 +47,22 @@ const (
 	PathWorkers        = "/v1/workers"
 	PathEvents         = "/v1/events"
 	PathMetrics        = "/metrics"
+	// PathAdopt is the worker's POST that hands it a Queen (AdoptRequest).
+	PathAdopt = "/adopt"
+)
+
+// Environment variables that carry secrets, so that no secret is on a command line
+// (where any local user reads it in ps).
+const (
+	// EnvAPIToken is a worker's bearer token: required on its endpoints but /health and
+	// presented to its Queen. A spawner hands its Queen token to its workers through it.
+	EnvAPIToken = "BEEKEEPER_API_TOKEN"
+	// EnvQueenToken is the Queen's token for `beekeeper queen` and the commands that
+	// talk to a Queen (spawn, hive, order, ps).
+	EnvQueenToken = "BEEKEEPER_QUEEN_TOKEN"
+	// EnvWorkerKey, when set, is the worker's identity key (see WorkerKey fields);
+	// otherwise the worker makes one at start.
+	EnvWorkerKey = "BEEKEEPER_WORKER_KEY"
 )
 
 // Worker process exit codes, one per start-up failure the spawner acts on.
@@ -82,9 +98,11 @@ const SpawnedByGUI = "gui"
 
 var workerIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 
-// ValidWorkerID reports whether id is acceptable as a worker id.
+// ValidWorkerID reports whether id is acceptable as a worker id. "." and ".." are not:
+// an id names files (the worker's key file) and URL path segments, where they mean
+// something else.
 func ValidWorkerID(id string) bool {
-	return id != "" && len(id) <= MaxWorkerIDLen && workerIDPattern.MatchString(id)
+	return id != "." && id != ".." && id != "" && len(id) <= MaxWorkerIDLen && workerIDPattern.MatchString(id)
 }
 
 // WorkerID is the id a spawner gives a worker: worker-<type>-<port> when the advertised

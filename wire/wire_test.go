@@ -43,6 +43,9 @@ func TestValidWorkerID(t *testing.T) {
 	for id, want := range map[string]bool{
 		"worker-llm-8080": true, "a.b_c-D9": true, string(long[:MaxWorkerIDLen]): true,
 		"": false, "has space": false, "slash/id": false, "ümlaut": false, string(long): false,
+		// Path segments that mean "here" and "up": a key file or URL named by them
+		// would be another one (issue 15 item 14).
+		".": false, "..": false, "...": true, "..a": true,
 	} {
 		if got := ValidWorkerID(id); got != want {
 			t.Errorf("ValidWorkerID(%q) = %v, want %v", id, got, want)

@@ -60,5 +60,19 @@ type WorkerLoad struct {
 	CachedPromptTokens int64 `json:"cached_prompt_tokens"`
 }
 
-// QueryQueenURL is the /capabilities query parameter by which a Queen hands a worker its URL.
+// QueryQueenURL was the /capabilities query parameter by which a Queen handed a worker
+// its URL. A GET changes nothing any more (an <img> tag could send it): a worker ignores
+// it, and POST /adopt hands a worker its Queen.
 const QueryQueenURL = "queen_url"
+
+// AdoptRequest is the body of a worker's POST /adopt: the worker makes QueenURL its
+// Queen when the request carries the worker's token, its identity key (HeaderWorkerKey),
+// or comes from the Queen's own address (docs/security.md). The answer is the worker's
+// Capabilities.
+type AdoptRequest struct {
+	QueenURL string `json:"queen_url"`
+}
+
+// HeaderWorkerKey carries a worker's identity key where a request has no JSON body of
+// its own: DELETE /v1/workers/{id} at the Queen, POST /adopt at the worker.
+const HeaderWorkerKey = "X-Beekeeper-Worker-Key"

@@ -38,16 +38,25 @@ func (w *Worker) handleCompletion(rw http.ResponseWriter, r *http.Request) error
 			return err
 		}
 	}
+	if err := refuseUnsupported(&req.SamplingParams); err != nil {
+		return err
+	}
 	sampling, err := samplingFrom(&req.SamplingParams, e.ContextSize())
 	if err != nil {
 		return err
 	}
 	if len(req.Prompt) == 1 {
-		return w.generate(rw, r, e, req.Prompt[0], false, sampling, &req.SamplingParams, textFormat)
+		return w.generate(rw, r, e, req.Prompt[0], false, sampling, &req.SamplingParams, textFormat, nil)
 	}
 	if req.Stream {
 		return wire.NewError(http.StatusBadRequest, wire.CodeInvalidField,
 			"stream takes one prompt: send the %d prompts as separate requests, or without stream", len(req.Prompt))
+	}
+	if n := e.Capacity(); len(req.Prompt) > n {
+		// Each prompt takes a place among the sequences and the queue: more could never
+		// be admitted together, and 429 would invite a retry that fails the same way.
+		return wire.NewError(http.StatusBadRequest, wire.CodeInvalidField,
+			"prompt has %d prompts but this worker holds %d requests at once (--parallel + --queue): send at most %d", len(req.Prompt), n, n)
 	}
 	return w.completeMany(rw, r, e, req.Prompt, sampling)
 }

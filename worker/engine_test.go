@@ -186,3 +186,31 @@ func TestVulkanOffload(t *testing.T) {
 		t.Fatalf("capabilities of the offloading worker: %+v", c)
 	}
 }
+
+// TestPenaltiesChangeTheAnswer: the penalties reach llama.cpp with their meaning (the
+// sampler is bound with llama.cpp's own prototype): a strong repeat penalty changes a
+// greedy answer, a repeat penalty of 1 (off) does not.
+func TestPenaltiesChangeTheAnswer(t *testing.T) {
+	w := testenv.StartWorker(t)
+	text := func(extra map[string]any) string {
+		req := map[string]any{"prompt": storyPrompt, "max_tokens": 60, "temperature": 0, "ignore_eos": true}
+		for k, v := range extra {
+			req[k] = v
+		}
+		status, body := post(t, w.URL+wire.PathCompletions, req)
+		if status != 200 {
+			t.Fatalf("%d %s", status, body)
+		}
+		return decode[wire.Completion](t, body).Choices[0].Text
+	}
+	plain := text(nil)
+	if off := text(map[string]any{"repeat_penalty": 1}); off != plain {
+		t.Fatalf("repeat_penalty 1 changed the answer: %q vs %q", off, plain)
+	}
+	if strong := text(map[string]any{"repeat_penalty": 5}); strong == plain {
+		t.Fatalf("repeat_penalty 5 left the answer as it was: %q", plain)
+	}
+	if freq := text(map[string]any{"frequency_penalty": 2}); freq == plain {
+		t.Fatalf("frequency_penalty 2 left the answer as it was: %q", plain)
+	}
+}

@@ -58,10 +58,16 @@ func (w *Worker) planOffload() (offload, error) {
 	if err != nil {
 		return offload{}, err
 	}
+	// A discrete GPU before an integrated one (llama.cpp's own order: an integrated GPU
+	// shares the host's RAM), then the one with the most free memory.
 	var gpu *llamaruntime.Device
 	for i := range devices {
-		if devices[i].GPU() && (gpu == nil || devices[i].FreeBytes > gpu.FreeBytes) {
-			gpu = &devices[i]
+		d := &devices[i]
+		if !d.GPU() {
+			continue
+		}
+		if gpu == nil || betterGPU(d, gpu) {
+			gpu = d
 		}
 	}
 	if gpu == nil {
@@ -75,7 +81,11 @@ func (w *Worker) planOffload() (offload, error) {
 	case GPULayersAuto:
 		n, est, err := models.FitLayers(w.cfg.ModelPath, models.EstimateOptions{CtxSize: w.cfg.CtxSize, Parallel: w.cfg.Parallel}, gpu.FreeBytes)
 		if err != nil {
-			return offload{}, &engine.ModelError{Path: w.cfg.ModelPath, Err: fmt.Errorf("estimate its memory for --gpu-layers auto: %w", err)}
+			// A model the estimator cannot read may still load: run it on the CPU
+			// rather than refuse to start.
+			w.log.Warn("no memory estimate for --gpu-layers auto: running on the CPU (give --gpu-layers N to offload)", "err", err)
+			plan.device, plan.reason = nil, "auto: no estimate ("+err.Error()+")"
+			return plan, nil
 		}
 		plan.layers = n
 		if est.FullOffload() {
@@ -91,4 +101,12 @@ func (w *Worker) planOffload() (offload, error) {
 		plan.device = nil
 	}
 	return plan, nil
+}
+
+// betterGPU reports whether a is the better device for the layers than b.
+func betterGPU(a, b *llamaruntime.Device) bool {
+	if discrete := a.Type == "gpu"; discrete != (b.Type == "gpu") {
+		return discrete
+	}
+	return a.FreeBytes > b.FreeBytes
 }

@@ -3,12 +3,15 @@ package worker
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -72,6 +75,86 @@ func (h *heartbeater) queenURL() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.url
+}
+
+// errAdoptRefused answers an adoption the worker may not trust.
+func errAdoptRefused(why string) error {
+	return wire.NewError(http.StatusForbidden, wire.CodeForbidden,
+		"this worker does not take a Queen on that request's word (%s): send the worker's token (its $%s) or its identity key (%s), or send the request from the named Queen's own address",
+		why, wire.EnvAPIToken, wire.HeaderWorkerKey)
+}
+
+// mayAdopt decides whether r may make queenURL the worker's Queen (CONTRACT §5, "adoption
+// needs trust"): a request that passed the token check of a worker with a token, or one
+// carrying the worker's identity key, may; otherwise the request must come from an
+// address of the Queen it names, and the worker must follow no Queen yet or be handed
+// over by its current Queen (a request from that Queen's address).
+func (h *heartbeater) mayAdopt(ctx context.Context, r *http.Request, queenURL string) error {
+	if h.w.cfg.APIToken != "" {
+		return nil // handle() checked the token
+	}
+	if key := r.Header.Get(wire.HeaderWorkerKey); key != "" {
+		if subtle.ConstantTimeCompare([]byte(key), []byte(h.w.cfg.WorkerKey)) == 1 {
+			return nil
+		}
+		return errAdoptRefused("the identity key is not this worker's")
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return errAdoptRefused("no client address")
+	}
+	from := ap.Addr().Unmap()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if !urlResolvesTo(ctx, queenURL, from) {
+		return errAdoptRefused(fmt.Sprintf("it comes from %s, not from the Queen it names", from))
+	}
+	if cur := h.queenURL(); cur != "" && !urlResolvesTo(ctx, cur, from) {
+		return errAdoptRefused(fmt.Sprintf("the worker follows %s, and the request does not come from there", cur))
+	}
+	return nil
+}
+
+// urlResolvesTo reports whether the host of rawURL is, or resolves to, ip.
+func urlResolvesTo(ctx context.Context, rawURL string, ip netip.Addr) bool {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return false
+	}
+	host := u.Hostname()
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a.Unmap() == ip
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if a.Unmap() == ip {
+			return true
+		}
+	}
+	return false
+}
+
+// handleAdopt is POST /adopt: the worker makes the named Queen its own when it may trust
+// the request (mayAdopt) and answers its capabilities. It replaces GET
+// /capabilities?queen_url=, which an <img> tag on any web page could send.
+func (w *Worker) handleAdopt(rw http.ResponseWriter, r *http.Request) error {
+	var req wire.AdoptRequest
+	if err := decodeBody(rw, r, &req); err != nil {
+		return err
+	}
+	if err := checkQueenURL(req.QueenURL); err != nil {
+		return wire.NewError(http.StatusBadRequest, wire.CodeInvalidField, "queen_url: %v", err)
+	}
+	if err := w.heartbeats.mayAdopt(r.Context(), r, req.QueenURL); err != nil {
+		w.log.Warn("adoption refused", "queen_url", req.QueenURL, "remote", r.RemoteAddr)
+		return err
+	}
+	w.heartbeats.adopt(req.QueenURL)
+	wire.WriteJSON(rw, http.StatusOK, w.capabilities())
+	return nil
 }
 
 // adopt makes raw the worker's Queen. The Queen hears from the worker at once, even when
@@ -158,10 +241,13 @@ func backoff(n int) time.Duration {
 	return time.Duration(float64(d) * (0.75 + 0.5*rand.Float64()))
 }
 
-// beat sends one heartbeat; a Queen that forgot the worker gets a registration first.
+// beat sends one heartbeat; a Queen that forgot the worker gets a registration first,
+// and so does one that holds the id under another identity key (the id was taken over
+// while this worker was unreachable): registering again takes it back as soon as the
+// other holder is no longer live.
 func (h *heartbeater) beat(ctx context.Context, queen string) error {
 	e := h.w.engine.Load()
-	hb := wire.Heartbeat{WorkerID: h.w.cfg.WorkerID, Status: wire.StatusReady}
+	hb := wire.Heartbeat{WorkerID: h.w.cfg.WorkerID, Status: wire.StatusReady, WorkerKey: h.w.cfg.WorkerKey}
 	if e != nil {
 		st := e.Stats()
 		hb.ActiveRequests, hb.QueuedRequests, hb.Slots = st.Active, st.Queued, e.Parallel()
@@ -177,7 +263,11 @@ func (h *heartbeater) beat(ctx context.Context, queen string) error {
 	var resp wire.HeartbeatResponse
 	err := h.post(ctx, queen+wire.PathHeartbeat, hb, &resp)
 	var apiErr *wire.APIError
-	if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound && apiErr.Detail.Code == wire.CodeUnknownWorker {
+	if errors.As(err, &apiErr) && (apiErr.Status == http.StatusNotFound && apiErr.Detail.Code == wire.CodeUnknownWorker ||
+		apiErr.Status == http.StatusConflict && apiErr.Detail.Code == wire.CodeWorkerKeyMismatch) {
+		if apiErr.Status == http.StatusConflict {
+			h.w.log.Warn("the queen holds this worker id under another identity key; registering again", "queen_url", queen)
+		}
 		if err := h.register(ctx, queen); err != nil {
 			return err
 		}
@@ -203,6 +293,7 @@ func (h *heartbeater) register(ctx context.Context, queen string) error {
 		// A worker the hive started for a spawn order completes it by registering, even
 		// when the hive went away before it could.
 		SpawnOrderID: cfg.SpawnOrder,
+		WorkerKey:    cfg.WorkerKey,
 	}
 	var resp wire.RegisterResponse
 	if err := h.post(ctx, queen+wire.PathRegisterWorker, req, &resp); err != nil {
@@ -238,6 +329,7 @@ func (h *heartbeater) leaveQueen(ctx context.Context, queen string) {
 		return
 	}
 	h.authorize(req)
+	req.Header.Set(wire.HeaderWorkerKey, h.w.cfg.WorkerKey) // only the worker itself may deregister it
 	resp, err := h.client.Do(req)
 	if err != nil {
 		h.w.log.Warn("could not tell the queen that the worker leaves", "err", err)

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"sync"
 	"syscall"
 	"testing"
@@ -32,6 +31,7 @@ type queenPeer struct {
 	registered []wire.RegisterRequest
 	beats      []wire.Heartbeat
 	deleted    []string
+	deleteKeys []string // the identity key each DELETE carried
 	badAuth    int
 }
 
@@ -89,6 +89,7 @@ func (q *queenPeer) start(addr string) {
 		}
 		q.mu.Lock()
 		q.deleted = append(q.deleted, r.PathValue("id"))
+		q.deleteKeys = append(q.deleteKeys, r.Header.Get(wire.HeaderWorkerKey))
 		q.mu.Unlock()
 		if q.onDelete != nil {
 			q.onDelete(r)
@@ -129,8 +130,9 @@ func (q *queenPeer) snapshot() (regs, beats int) {
 }
 
 // TestHeartbeatAdoptionAndSelfRegistration: a Queenless worker is adopted through
-// /capabilities?queen_url=, finds itself unknown (404), self-registers with the spawner's
-// payload, heartbeats at the Queen's interval with the token, and says goodbye on SIGTERM.
+// POST /adopt with its token, finds itself unknown (404), self-registers with the
+// spawner's payload and its identity key, heartbeats at the Queen's interval with the
+// token and the key, and says goodbye (with the key) on SIGTERM.
 func TestHeartbeatAdoptionAndSelfRegistration(t *testing.T) {
 	q := newQueenPeer(t, "tok")
 	// Started for a spawn order: the self-registration names it (CONTRACT §4.7).
@@ -139,15 +141,11 @@ func TestHeartbeatAdoptionAndSelfRegistration(t *testing.T) {
 		t.Fatalf("a Queenless worker sent %d registrations, %d heartbeats", regs, beats)
 	}
 
-	req, _ := http.NewRequest(http.MethodGet, w.URL+wire.PathCapabilities+"?queen_url="+q.url(), nil)
-	req.Header.Set("Authorization", "Bearer tok")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	status, body := post(t, w.URL+wire.PathAdopt, wire.AdoptRequest{QueenURL: q.url()}, "Authorization", "Bearer tok")
+	if status != http.StatusOK {
+		t.Fatalf("adopt: %d %s", status, body)
 	}
-	var caps wire.Capabilities
-	_ = json.NewDecoder(resp.Body).Decode(&caps)
-	resp.Body.Close()
+	caps := decode[wire.Capabilities](t, body)
 	if caps.QueenURL != q.url() {
 		t.Fatalf("capabilities queen_url %q, want %q", caps.QueenURL, q.url())
 	}
@@ -161,12 +159,13 @@ func TestHeartbeatAdoptionAndSelfRegistration(t *testing.T) {
 	hb := q.beats[0]
 	badAuth := q.badAuth
 	q.mu.Unlock()
-	want := wire.RegisterRequest{WorkerID: caps.WorkerID, Hostname: "127.0.0.1", Port: w.Port, WorkerType: "llm", Model: "stories260K", SpawnedBy: "gui", SpawnOrderID: "order-test1"}
-	if reg != want {
-		t.Fatalf("self-registration %+v, want %+v", reg, want)
+	key := reg.WorkerKey
+	want := wire.RegisterRequest{WorkerID: caps.WorkerID, Hostname: "127.0.0.1", Port: w.Port, WorkerType: "llm", Model: "stories260K", SpawnedBy: "gui", SpawnOrderID: "order-test1", WorkerKey: key}
+	if reg != want || len(key) < 32 {
+		t.Fatalf("self-registration %+v, want %+v with an identity key", reg, want)
 	}
-	if hb.WorkerID != caps.WorkerID || hb.Status != wire.StatusReady || hb.Slots != 1 || badAuth != 0 {
-		t.Fatalf("heartbeat %+v, bad auth %d", hb, badAuth)
+	if hb.WorkerID != caps.WorkerID || hb.Status != wire.StatusReady || hb.Slots != 1 || badAuth != 0 || hb.WorkerKey != key {
+		t.Fatalf("heartbeat %+v, bad auth %d; want the registration's key", hb, badAuth)
 	}
 	if elapsed < 600*time.Millisecond { // 4 intervals between 5 beats, minus jitter-free slack
 		t.Fatalf("5 heartbeats in %s: the Queen's 200 ms interval was not followed", elapsed)
@@ -178,8 +177,8 @@ func TestHeartbeatAdoptionAndSelfRegistration(t *testing.T) {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.deleted) != 1 || q.deleted[0] != caps.WorkerID {
-		t.Fatalf("deregistrations %v, want [%s]", q.deleted, caps.WorkerID)
+	if len(q.deleted) != 1 || q.deleted[0] != caps.WorkerID || q.deleteKeys[0] != key {
+		t.Fatalf("deregistrations %v with keys %v, want [%s] with the worker's key", q.deleted, q.deleteKeys, caps.WorkerID)
 	}
 }
 
@@ -256,15 +255,11 @@ func TestHeartbeatSameQueenOtherSpellingNoDelete(t *testing.T) {
 	}
 }
 
-// adopt makes queenURL the worker's Queen through GET /capabilities?queen_url=.
+// adopt makes queenURL the worker's Queen through POST /adopt, sent from this machine
+// (the named Queen's address).
 func adopt(t *testing.T, workerURL, queenURL string) {
 	t.Helper()
-	resp, err := http.Get(workerURL + wire.PathCapabilities + "?queen_url=" + url.QueryEscape(queenURL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("adopt %s: status %d", queenURL, resp.StatusCode)
+	if status, body := post(t, workerURL+wire.PathAdopt, wire.AdoptRequest{QueenURL: queenURL}); status != http.StatusOK {
+		t.Fatalf("adopt %s: %d %s", queenURL, status, body)
 	}
 }

@@ -256,6 +256,7 @@ func openStream(t *testing.T, ctx context.Context, url string, body map[string]a
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("open stream: %v", err)

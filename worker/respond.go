@@ -38,6 +38,7 @@ type responder struct {
 	buf    []byte // the event being built
 	prefix []byte // the event's JSON up to the text value
 	text   []byte // the whole answer (not streamed)
+	calls  []wire.ToolCall
 	began  bool
 }
 
@@ -133,6 +134,31 @@ func (o *responder) close() {
 	}
 }
 
+// toolCalls takes the answer's tool calls (chat only). Streamed, each call goes out as
+// OpenAI sends them: a delta naming the call with empty arguments, then the arguments in
+// fragments, which clients (the SDKs' accumulators) join.
+func (o *responder) toolCalls(calls []wire.ToolCall) {
+	if !o.stream {
+		o.calls = calls
+		return
+	}
+	const fragment = 32
+	for _, c := range calls {
+		head := c
+		head.Function.Arguments = ""
+		o.event(wire.ChatCompletionChunk{ID: o.id, Object: "chat.completion.chunk", Created: o.created, Model: o.model,
+			Choices: []wire.ChatChunkChoice{{Delta: wire.ChatDelta{ToolCalls: []wire.ToolCall{head}}}}})
+		args := c.Function.Arguments
+		for len(args) > 0 {
+			n := min(fragment, len(args))
+			o.event(wire.ChatCompletionChunk{ID: o.id, Object: "chat.completion.chunk", Created: o.created, Model: o.model,
+				Choices: []wire.ChatChunkChoice{{Delta: wire.ChatDelta{ToolCalls: []wire.ToolCall{{Index: c.Index,
+					Function: wire.ToolCallFunction{Arguments: args[:n]}}}}}}})
+			args = args[n:]
+		}
+	}
+}
+
 // finish writes the end of the answer: the finish reason, usage, and [DONE] when streamed.
 func (o *responder) finish(res engine.Result) {
 	usage := &wire.Usage{PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens,
@@ -143,7 +169,7 @@ func (o *responder) finish(res engine.Result) {
 		if o.f == chatFormat {
 			wire.WriteJSON(o.rw, http.StatusOK, wire.ChatCompletion{ID: o.id, Object: "chat.completion", Created: o.created,
 				Model: o.model, Usage: usage, Choices: []wire.ChatChoice{{
-					Message: wire.ChatMessage{Role: "assistant", Content: string(o.text)}, FinishReason: reason}}})
+					Message: wire.ChatMessage{Role: "assistant", Content: string(o.text), ToolCalls: o.unindexedCalls()}, FinishReason: reason}}})
 		} else {
 			wire.WriteJSON(o.rw, http.StatusOK, wire.Completion{ID: o.id, Object: "text_completion", Created: o.created,
 				Model: o.model, Usage: usage, Choices: []wire.CompletionChoice{{Text: string(o.text), FinishReason: &reason}}})
@@ -168,6 +194,16 @@ func (o *responder) finish(res engine.Result) {
 	o.buf = append(o.buf[:0], "data: "+wire.SSEDone+"\n\n"...)
 	_ = o.sse.send(o.buf)
 	o.sse.close()
+}
+
+// unindexedCalls are the calls as a whole message lists them: no index (deltas only).
+func (o *responder) unindexedCalls() []wire.ToolCall {
+	out := make([]wire.ToolCall, len(o.calls))
+	for i, c := range o.calls {
+		c.Index = nil
+		out[i] = c
+	}
+	return out
 }
 
 const hexDigits = "0123456789abcdef"

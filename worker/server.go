@@ -9,9 +9,11 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/beekeeper-hive/beekeeper/internal/httpguard"
 	"github.com/beekeeper-hive/beekeeper/wire"
 	"github.com/beekeeper-hive/beekeeper/worker/engine"
 )
@@ -35,6 +37,7 @@ func (w *Worker) routes() http.Handler {
 	}
 	route(http.MethodGet, wire.PathHealth, http.HandlerFunc(w.handleHealth))
 	route(http.MethodGet, wire.PathCapabilities, w.handle(w.handleCapabilities))
+	route(http.MethodPost, wire.PathAdopt, w.handle(w.handleAdopt))
 	route(http.MethodGet, wire.PathModels, w.handle(w.handleModels))
 	route(http.MethodPost, wire.PathChat, w.handle(w.handleChat))
 	route(http.MethodPost, wire.PathCompletions, w.handle(w.handleCompletion))
@@ -52,7 +55,8 @@ func (w *Worker) routes() http.Handler {
 		rw.Header().Set("Allow", method)
 		return wire.NewError(http.StatusMethodNotAllowed, "", "%s takes %s, not %s", r.URL.Path, method, r.Method)
 	}))
-	return mux
+	// Host and Origin checks before anything, /health included (docs/security.md).
+	return w.guard.Handler(mux)
 }
 
 // handle adapts a handler that returns an error: the token is checked first, and an error
@@ -60,8 +64,9 @@ func (w *Worker) routes() http.Handler {
 func (w *Worker) handle(h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if !w.authorized(r) {
+			rw.Header().Set("WWW-Authenticate", `Bearer realm="beekeeper-worker"`)
 			wire.WriteError(rw, wire.NewError(http.StatusUnauthorized, wire.CodeUnauthorized,
-				"missing or wrong bearer token: send Authorization: Bearer <the worker's --api-token>"))
+				"missing or wrong bearer token: send Authorization: Bearer <the worker's token, its $%s>", wire.EnvAPIToken))
 			return
 		}
 		err := h(rw, r)
@@ -80,7 +85,7 @@ func (w *Worker) authorized(r *http.Request) bool {
 	if w.cfg.APIToken == "" {
 		return true
 	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), wire.BearerPrefix)
+	got, ok := wire.BearerToken(r.Header.Get("Authorization"))
 	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(w.cfg.APIToken)) == 1
 }
 
@@ -93,13 +98,16 @@ func (w *Worker) handleHealth(rw http.ResponseWriter, _ *http.Request) {
 	wire.WriteJSON(rw, http.StatusOK, wire.Health{Status: wire.HealthOK})
 }
 
-func (w *Worker) handleCapabilities(rw http.ResponseWriter, r *http.Request) error {
-	if q := r.URL.Query().Get(wire.QueryQueenURL); q != "" {
-		if err := checkQueenURL(q); err != nil {
-			return wire.NewError(http.StatusBadRequest, wire.CodeInvalidField, "queen_url: %v", err)
-		}
-		w.heartbeats.adopt(q)
-	}
+// handleCapabilities answers the worker's capabilities. A GET changes nothing: an <img>
+// tag on any web page can send one, so a queen_url in the query is ignored (POST /adopt
+// hands the worker a Queen).
+func (w *Worker) handleCapabilities(rw http.ResponseWriter, _ *http.Request) error {
+	wire.WriteJSON(rw, http.StatusOK, w.capabilities())
+	return nil
+}
+
+// capabilities is the worker as GET /capabilities and POST /adopt describe it.
+func (w *Worker) capabilities() wire.Capabilities {
 	caps := wire.Capabilities{
 		WorkerID:      w.cfg.WorkerID,
 		WorkerType:    w.cfg.WorkerType,
@@ -124,8 +132,7 @@ func (w *Worker) handleCapabilities(rw http.ResponseWriter, r *http.Request) err
 			KVCacheTokens: st.KVTokens, KVCacheCapacity: st.KVCapacity, KVCacheBytes: st.KVBytes,
 			PromptTokens: st.PromptTokens, CachedPromptTokens: st.CachedPromptTokens}
 	}
-	wire.WriteJSON(rw, http.StatusOK, caps)
-	return nil
+	return caps
 }
 
 func (w *Worker) handleModels(rw http.ResponseWriter, _ *http.Request) error {
@@ -133,40 +140,6 @@ func (w *Worker) handleModels(rw http.ResponseWriter, _ *http.Request) error {
 		ID: w.modelName, Object: "model", Created: w.startedAt.Unix(), OwnedBy: "beekeeper",
 	}}})
 	return nil
-}
-
-func (w *Worker) handleChat(rw http.ResponseWriter, r *http.Request) error {
-	var req wire.ChatCompletionRequest
-	if err := decodeBody(rw, r, &req); err != nil {
-		return err
-	}
-	e, err := w.ready(req.Model)
-	if err != nil {
-		return err
-	}
-	if len(req.Messages) == 0 {
-		return wire.NewError(http.StatusBadRequest, wire.CodeInvalidField, "messages is empty: send at least one {\"role\":\"user\",\"content\":...}")
-	}
-	msgs := make([]engine.Message, len(req.Messages))
-	for i, m := range req.Messages {
-		if m.Role == "" {
-			return wire.NewError(http.StatusBadRequest, wire.CodeInvalidField, "messages[%d].role is empty: use system, user or assistant", i)
-		}
-		if err := checkNoNUL(fmt.Sprintf("messages[%d].content", i), m.Content); err != nil {
-			return err
-		}
-		if err := checkNoNUL(fmt.Sprintf("messages[%d].role", i), m.Role); err != nil {
-			return err
-		}
-		msgs[i] = engine.Message{Role: m.Role, Content: m.Content}
-	}
-	sampling, err := samplingFrom(&req.SamplingParams, e.ContextSize())
-	if err != nil {
-		return err
-	}
-	prompt, special, extraStops := e.ChatPrompt(msgs)
-	sampling.Stop = append(sampling.Stop, extraStops...)
-	return w.generate(rw, r, e, prompt, special, sampling, &req.SamplingParams, chatFormat)
 }
 
 // ready returns the engine once the model is loaded and checks the requested model name.
@@ -183,7 +156,7 @@ func (w *Worker) ready(model string) (*engine.Engine, error) {
 
 // generate runs one completion and writes it, streamed or whole, in format f.
 func (w *Worker) generate(rw http.ResponseWriter, r *http.Request, e *engine.Engine, prompt string, special bool,
-	sampling engine.Sampling, params *wire.SamplingParams, f format) error {
+	sampling engine.Sampling, params *wire.SamplingParams, f format, calls *toolCalls) error {
 	start := time.Now()
 	job, err := e.Prepare(prompt, special, sampling)
 	if err != nil {
@@ -211,7 +184,34 @@ func (w *Worker) generate(rw http.ResponseWriter, r *http.Request, e *engine.Eng
 	}
 	out := newResponder(rw, f, w.modelName, params.Stream, params.StreamOptions != nil && params.StreamOptions.IncludeUsage)
 	defer out.close() // before the handler returns: the stream's writer is done with rw
-	res, genErr := ticket.Run(out.emit)
+	emit := out.emit
+	var held []byte // an answer that may hold a tool call: what is not yet sent of it
+	sent := 0       // bytes of held already streamed as content
+	if calls != nil {
+		emit = func(b []byte) error {
+			held = append(held, b...)
+			if n := calls.streamable(string(held)); n > sent {
+				err := out.emit(held[sent:n])
+				sent = n
+				return err
+			}
+			return nil
+		}
+	}
+	res, genErr := ticket.Run(emit)
+	if calls != nil && genErr == nil {
+		found, content, ok := calls.parse(string(held))
+		switch {
+		case ok && res.FinishReason == engine.FinishStop:
+			if sent == 0 && content != "" {
+				genErr = out.emit([]byte(content))
+			}
+			out.toolCalls(found)
+			res.FinishReason = wire.FinishToolCalls
+		case sent < len(held):
+			genErr = out.emit(held[sent:])
+		}
+	}
 	if errors.Is(genErr, engine.ErrClosed) && !out.started() {
 		return errShuttingDown()
 	}
@@ -344,12 +344,20 @@ func samplingFrom(p *wire.SamplingParams, ctxSize int) (engine.Sampling, error) 
 
 // decodeBody reads a JSON body strictly: a bounded size and no unknown trailing data.
 func decodeBody(rw http.ResponseWriter, r *http.Request, v any) error {
+	// Only JSON: a web page may post text/plain or a form anywhere without asking.
+	if err := httpguard.RequireJSON(r); err != nil {
+		return err
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, MaxRequestBody))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			return wire.NewError(http.StatusRequestEntityTooLarge, wire.CodeBodyTooLarge,
 				"the request body is over %d bytes", MaxRequestBody)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return wire.NewError(http.StatusRequestTimeout, wire.CodeTimeout,
+				"the request body did not arrive within the server's --body-timeout: send it at once")
 		}
 		return wire.NewError(http.StatusBadRequest, wire.CodeInvalidJSON, "read the request body: %v", err)
 	}

@@ -14,9 +14,12 @@ import (
 // and apply its built-in ChatML formatting.
 const chatMLTemplate = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 
-// jinjaOnlyTemplate names none of the formats llama.cpp knows: only a Jinja engine could
+// jinjaOnlyTemplate names none of the formats llama.cpp knows: only a Jinja engine can
 // apply it.
 const jinjaOnlyTemplate = "{% for message in messages %}{{ message['role'] | upper }}> {{ message['content'] }}\n{% endfor %}"
+
+// brokenTemplate is no template at all: neither Jinja nor llama.cpp can apply it.
+const brokenTemplate = "{% for message in %}{{ oops"
 
 var templateChat = []wire.ChatMessage{
 	{Role: "system", Content: "You tell stories."},
@@ -25,12 +28,14 @@ var templateChat = []wire.ChatMessage{
 
 // The prompts templateChat must become: ChatML, and the documented fallback transcript.
 const (
-	templateChatML   = "<|im_start|>system\nYou tell stories.<|im_end|>\n<|im_start|>user\nTell me a story about a cat.<|im_end|>\n<|im_start|>assistant\n"
-	templateFallback = "You tell stories.\n\nUser: Tell me a story about a cat.\nAssistant:"
+	templateChatML    = "<|im_start|>system\nYou tell stories.<|im_end|>\n<|im_start|>user\nTell me a story about a cat.<|im_end|>\n<|im_start|>assistant\n"
+	templateFallback  = "You tell stories.\n\nUser: Tell me a story about a cat.\nAssistant:"
+	templateJinjaOnly = "SYSTEM> You tell stories.\nUSER> Tell me a story about a cat.\n"
 )
 
-// TestChatTemplate proves which prompt a chat becomes: the model's own template when it
-// has one llama.cpp can apply, else the fallback transcript. A chat is compared with a
+// TestChatTemplate proves which prompt a chat becomes: the model's own template rendered
+// with Jinja (any template the engine parses, not only the formats llama.cpp knows),
+// else the fallback transcript. A chat is compared with a
 // text completion of the expected rendering: same prompt token count, same greedy text.
 func TestChatTemplate(t *testing.T) {
 	t.Run("no template: fallback transcript", func(t *testing.T) {
@@ -44,7 +49,7 @@ func TestChatTemplate(t *testing.T) {
 
 	t.Run("ChatML template: the model's own", func(t *testing.T) {
 		w := startWorkerOn(t, modelWithChatTemplate(t, chatMLTemplate))
-		w.WaitOutput("chat_template=model ", 5*time.Second)
+		w.WaitOutput("chat_template=jinja ", 5*time.Second)
 		n := chatMatchesCompletion(t, w.URL, templateChatML, nil)
 		if m := promptTokens(t, w.URL, templateFallback); m == n {
 			t.Fatalf("ChatML and fallback renderings both %d tokens: the comparison proves nothing", n)
@@ -56,9 +61,15 @@ func TestChatTemplate(t *testing.T) {
 		}
 	})
 
-	t.Run("Jinja-only template: fallback, and the log says so", func(t *testing.T) {
+	t.Run("Jinja-only template: rendered by the Jinja engine", func(t *testing.T) {
 		w := startWorkerOn(t, modelWithChatTemplate(t, jinjaOnlyTemplate))
-		w.WaitOutput(`chat_template="fallback (the model's template is not one llama.cpp can apply)"`, 5*time.Second)
+		w.WaitOutput("chat_template=jinja ", 5*time.Second)
+		chatMatchesCompletion(t, w.URL, templateJinjaOnly, nil)
+	})
+
+	t.Run("broken template: fallback, and the log says so", func(t *testing.T) {
+		w := startWorkerOn(t, modelWithChatTemplate(t, brokenTemplate))
+		w.WaitOutput(`chat_template="fallback (the model's template could not be applied)"`, 5*time.Second)
 		chatMatchesCompletion(t, w.URL, templateFallback, []string{"\nUser:"})
 	})
 }

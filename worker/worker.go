@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/beekeeper-hive/beekeeper/internal/httpguard"
+	"github.com/beekeeper-hive/beekeeper/internal/workerkey"
 	"github.com/beekeeper-hive/beekeeper/llamaruntime"
 	"github.com/beekeeper-hive/beekeeper/wire"
 	"github.com/beekeeper-hive/beekeeper/worker/engine"
@@ -38,8 +40,24 @@ type Config struct {
 	Queue         int    // requests that may wait for a slot; 0 = 4 per slot; -1 = none
 	GPULayers     string // auto (default), all, or a count; 0 = CPU only
 	Embeddings    bool   // serve /v1/embeddings from a second context
-	APIToken      string
+	APIToken      string // the bearer token; `beekeeper worker` reads it from $BEEKEEPER_API_TOKEN
 	LlamaLib      string
+	// WorkerKey is the process's secret identity key, sent to the Queen with every
+	// registration, heartbeat and deregistration (docs/security.md). "" = a new random
+	// one; `beekeeper worker` takes $BEEKEEPER_WORKER_KEY when a spawner set it.
+	WorkerKey string
+	// KeyFile says whether the key is written to its owner-only file
+	// (workerkey.Path) for the hive that spawned the worker. `beekeeper worker` does.
+	KeyFile bool
+	// AllowedHosts and AllowedOrigins extend the Host and Origin checks
+	// (httpguard.Config); the advertise host is always allowed.
+	AllowedHosts   []string
+	AllowedOrigins []string
+	// MaxConnsPerClient caps the connections one client address holds; 0 =
+	// httpguard.DefaultMaxConnsPerClient, -1 = no cap.
+	MaxConnsPerClient int
+	// BodyTimeout bounds reading a request body; 0 = httpguard.DefaultBodyTimeout.
+	BodyTimeout time.Duration
 	// ShutdownGrace bounds a graceful stop; 0 = 3 s.
 	ShutdownGrace time.Duration
 	Logger        *slog.Logger
@@ -130,10 +148,32 @@ func (c *Config) normalize() error {
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = 3 * time.Second
 	}
+	switch {
+	case c.WorkerKey == "":
+		c.WorkerKey = workerkey.New()
+	case !workerkey.Valid(c.WorkerKey):
+		return &ArgError{fmt.Sprintf("$%s: use %d..%d characters of [A-Za-z0-9._~-]", wire.EnvWorkerKey, workerkey.MinLen, workerkey.MaxLen)}
+	}
+	if c.MaxConnsPerClient == 0 {
+		c.MaxConnsPerClient = httpguard.DefaultMaxConnsPerClient
+	}
+	if _, err := httpguard.New(c.guardConfig()); err != nil {
+		return &ArgError{err.Error()}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	return nil
+}
+
+// guardConfig is what the Host and Origin checks accept: the configured names, plus the
+// advertise host (the Queen calls the worker by it).
+func (c *Config) guardConfig() httpguard.Config {
+	return httpguard.Config{
+		AllowedHosts:   append([]string{c.AdvertiseHost}, c.AllowedHosts...),
+		AllowedOrigins: c.AllowedOrigins,
+		BodyTimeout:    c.BodyTimeout,
+	}
 }
 
 // Worker is a running worker: its listener, HTTP server, engine (once loaded) and
@@ -147,6 +187,8 @@ type Worker struct {
 	progress atomic.Uint32 // float32 bits of the load progress
 	engine   atomic.Pointer[engine.Engine]
 	offload  offload // set before engine is stored
+
+	guard *httpguard.Guard // Host and Origin checks, body deadline
 
 	// stopping ends when the worker shuts down: in-flight generations end cleanly.
 	stopping   context.Context
@@ -177,8 +219,23 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	ln = httpguard.LimitListener(ln, cfg.MaxConnsPerClient)
+	if cfg.KeyFile {
+		// Written once the port is ours: the file of this id and port is then this
+		// process's, never a worker's that failed to bind it.
+		if path, err := workerkey.Write(cfg.WorkerID, cfg.Port, cfg.WorkerKey); err != nil {
+			cfg.Logger.Warn("identity key not written for the hive: its registrations of this worker will be refused once the worker binds its id", "err", err)
+		} else {
+			defer workerkey.Remove(cfg.WorkerID, cfg.Port)
+			cfg.Logger.Debug("identity key written", "path", path)
+		}
+	}
 
-	w := newWorker(cfg)
+	w, err := newWorker(cfg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	defer w.stopAll()
 	srv := &http.Server{
 		Handler:           w.routes(),
@@ -216,7 +273,7 @@ func Run(ctx context.Context, cfg Config) error {
 	return err
 }
 
-func newWorker(cfg Config) *Worker {
+func newWorker(cfg Config) (*Worker, error) {
 	w := &Worker{
 		cfg:       cfg,
 		log:       cfg.Logger,
@@ -225,7 +282,11 @@ func newWorker(cfg Config) *Worker {
 	}
 	w.stopping, w.stopAll = context.WithCancel(context.Background())
 	w.heartbeats = newHeartbeater(w)
-	return w
+	var err error
+	if w.guard, err = httpguard.New(cfg.guardConfig()); err != nil {
+		return nil, &ArgError{err.Error()}
+	}
+	return w, nil
 }
 
 func (w *Worker) load() error {

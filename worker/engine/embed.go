@@ -35,14 +35,19 @@ type EmbedResult struct {
 	Tokens  int
 }
 
-// embedJob is one Embed call waiting for the scheduler.
+// embedJob is one Embed call waiting for the scheduler, which serves it one batch of
+// inputs per loop iteration so running streams wait one batch at most.
 type embedJob struct {
 	ctx    context.Context
 	inputs [][]llama.Token
+	next   int // inputs embedded so far
 	done   chan struct{}
 	res    EmbedResult
 	err    error
 }
+
+// maxEmbedJobs bounds the Embed calls waiting; beyond it Embed says ErrBusy.
+const maxEmbedJobs = 64
 
 // newEmbedder creates the embedding context: pooling from the model (its GGUF's
 // <arch>.pooling_type), mean when it names none, since a chat model's "none" gives no
@@ -59,9 +64,13 @@ func (e *Engine) newEmbedder(threads int32, pool llama.Threadpool) (*embedder, e
 	}
 	size := min(e.ctxSize, 2048)
 	cp := llama.ContextDefaultParams()
-	cp.NCtx = uint32(size * maxEmbedSeqs)
+	// One cache of size tokens shared by the batch's inputs (unified): a split cache
+	// would make llama.cpp cut a batch into equal shares per sequence, and a longer
+	// input would then be pooled from its last share only.
+	cp.NCtx = uint32(size)
 	cp.NBatch, cp.NUbatch = uint32(size), uint32(size)
 	cp.NSeqMax = maxEmbedSeqs
+	cp.KVUnified = 1
 	cp.NThreads, cp.NThreadsBatch = threads, threads
 	cp.Embeddings = 1
 	cp.PoolingType = pooling
@@ -121,58 +130,70 @@ func (s *scheduler) submitEmbed(job *embedJob) error {
 		s.mu.Unlock()
 		return ErrClosed
 	}
+	if len(s.embeds) >= maxEmbedJobs {
+		s.mu.Unlock()
+		return ErrBusy
+	}
 	s.embeds = append(s.embeds, job)
 	s.mu.Unlock()
 	s.poke()
 	return nil
 }
 
-// runEmbeds serves the queued embedding jobs (on the scheduler's goroutine).
-func (s *scheduler) runEmbeds() {
+// runEmbeds embeds one batch of the oldest waiting job (on the scheduler's goroutine)
+// and reports whether jobs remain.
+func (s *scheduler) runEmbeds() bool {
 	s.mu.Lock()
-	jobs := s.embeds
-	s.embeds = nil
+	if len(s.embeds) == 0 {
+		s.mu.Unlock()
+		return false
+	}
+	job := s.embeds[0]
 	s.mu.Unlock()
-	for _, job := range jobs {
-		if err := job.ctx.Err(); err != nil {
-			job.err = err
-		} else {
-			job.res.Vectors, job.err = s.emb.embed(job.inputs)
-		}
+	if err := job.ctx.Err(); err != nil {
+		job.err = err
+	} else {
+		var vecs [][]float32
+		vecs, job.err = s.emb.embedBatch(job.inputs[job.next:])
+		job.res.Vectors = append(job.res.Vectors, vecs...)
+		job.next += len(vecs)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if job.err != nil || job.next == len(job.inputs) {
+		s.embeds = s.embeds[1:]
 		close(job.done)
 	}
+	return len(s.embeds) > 0
 }
 
-// embed decodes the inputs, as many per batch as fit, and reads each sequence's
-// pooled vector.
-func (m *embedder) embed(inputs [][]llama.Token) ([][]float32, error) {
-	out := make([][]float32, 0, len(inputs))
-	for start := 0; start < len(inputs); {
-		_ = llama.MemoryClear(m.mem, true)
-		_ = m.batch.Clear()
-		end := start
-		for end < len(inputs) && end-start < maxEmbedSeqs && int(m.batch.NTokens)+len(inputs[end]) <= m.ctxSize {
-			seq := []llama.SeqId{llama.SeqId(end - start)}
-			for i, t := range inputs[end] {
-				_ = m.batch.Add(t, llama.Pos(i), seq, true)
-			}
-			end++
+// embedBatch decodes as many of inputs as one batch holds and returns their pooled
+// vectors (at least one input is embedded: each fits the context, Embed checked).
+func (m *embedder) embedBatch(inputs [][]llama.Token) ([][]float32, error) {
+	_ = llama.MemoryClear(m.mem, true)
+	_ = m.batch.Clear()
+	n := 0
+	for n < len(inputs) && n < maxEmbedSeqs && int(m.batch.NTokens)+len(inputs[n]) <= m.ctxSize {
+		seq := []llama.SeqId{llama.SeqId(n)}
+		for i, t := range inputs[n] {
+			_ = m.batch.Add(t, llama.Pos(i), seq, true)
 		}
-		rc, err := llama.Decode(m.lctx, m.batch)
-		if err == nil && rc != 0 {
-			err = fmt.Errorf("llama_decode returned %d", rc)
+		n++
+	}
+	rc, err := llama.Decode(m.lctx, m.batch)
+	if err == nil && rc != 0 {
+		err = fmt.Errorf("llama_decode returned %d", rc)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("embeddings: %w", err)
+	}
+	out := make([][]float32, 0, n)
+	for i := range n {
+		v, err := llama.GetEmbeddingsSeq(m.lctx, llama.SeqId(i), int32(m.nEmbd))
+		if err != nil || v == nil {
+			return nil, fmt.Errorf("embeddings: llama.cpp pooled no vector (pooling %d)", m.pooling)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("embeddings: %w", err)
-		}
-		for i := start; i < end; i++ {
-			v, err := llama.GetEmbeddingsSeq(m.lctx, llama.SeqId(i-start), int32(m.nEmbd))
-			if err != nil || v == nil {
-				return nil, fmt.Errorf("embeddings: llama.cpp pooled no vector for input %d (pooling %d)", i, m.pooling)
-			}
-			out = append(out, normalize(v))
-		}
-		start = end
+		out = append(out, normalize(v))
 	}
 	return out, nil
 }

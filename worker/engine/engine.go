@@ -15,6 +15,7 @@ import (
 	"github.com/hybridgroup/yzma/pkg/llama"
 
 	"github.com/beekeeper-hive/beekeeper/llamaruntime"
+	"github.com/beekeeper-hive/beekeeper/worker/chattmpl"
 )
 
 // DefaultCtxSize bounds the context of a sequence when the model's training context is
@@ -90,10 +91,13 @@ type Engine struct {
 	model    llama.Model
 	vocab    llama.Vocab
 	bos      llama.Token
-	template string // the model's own chat template; "" = the fallback transcript
-	// templateUnusable: the model declares a template llama.cpp cannot apply (Jinja-only).
+	jinja    *chattmpl.Template // the model's own chat template, rendered with Jinja
+	template string             // the same template, when llama.cpp's built-ins apply it
+	// templateUnusable: the model declares a template neither Jinja nor llama.cpp
+	// can apply.
 	templateUnusable bool
-	ctxSize          int // tokens per sequence
+	bosText, eosText string // the texts of BOS and EOS, for templates that write them
+	ctxSize          int    // tokens per sequence
 	threads          int
 	nBatch           int // tokens per decode step
 	parallel         int
@@ -101,6 +105,7 @@ type Engine struct {
 	gpuLayers        int // layers offloaded, as asked of llama.cpp (clamped to the model's)
 	modelSize        int64
 	kvBytesPerToken  int64
+	nSWA             int // the model's sliding attention window; 0 = none
 
 	sched     *scheduler
 	freeModel sync.Once
@@ -179,21 +184,26 @@ func Load(cfg Config) (*Engine, error) {
 		queueMax:  max(cfg.Queue, 0),
 		modelSize: fi.Size(),
 	}
+	// Counted as llama.cpp counts n_gpu_layers: the blocks, then the output layer.
 	nLayers := int(llama.ModelNLayer(model))
-	e.gpuLayers = min(max(gpuLayers, 0), nLayers)
+	e.gpuLayers = min(max(gpuLayers, 0), nLayers+1)
 	if gpuLayers < 0 {
-		e.gpuLayers = nLayers
+		e.gpuLayers = nLayers + 1
 	}
 	e.bos = llama.VocabBOS(e.vocab)
+	e.nSWA = int(llama.ModelNSWA(model))
 	// Probe the model's template once, so an unusable one is known (and logged) at load
 	// rather than silently replaced on every request.
 	if tmpl := llama.ModelChatTemplate(model, ""); tmpl != "" {
+		if t, err := chattmpl.Parse(tmpl); err == nil {
+			e.jinja = t
+		}
 		if _, ok := applyTemplate(tmpl, []Message{{Role: "user", Content: "hi"}}); ok {
 			e.template = tmpl
-		} else {
-			e.templateUnusable = true
 		}
+		e.templateUnusable = e.jinja == nil && e.template == ""
 	}
+	e.bosText, e.eosText = tokenText(e.vocab, e.bos), tokenText(e.vocab, llama.VocabEOS(e.vocab))
 	e.ctxSize = cfg.CtxSize
 	if e.ctxSize <= 0 {
 		e.ctxSize = min(int(llama.ModelNCtxTrain(model)), DefaultCtxSize)
@@ -306,6 +316,9 @@ func defaultThreads(modelBytes uint64) int32 {
 // Parallel is the number of sequences decoded together.
 func (e *Engine) Parallel() int { return e.parallel }
 
+// Capacity is how many requests the engine holds at once: running and queued.
+func (e *Engine) Capacity() int { return e.parallel + e.queueMax }
+
 // Stats is a snapshot of the engine's load and KV cache.
 type Stats struct {
 	Active     int   // sequences generating or reading a prompt
@@ -338,17 +351,20 @@ func (e *Engine) ModelSize() int64 { return e.modelSize }
 
 // Chat template sources, as ChatTemplate reports them.
 const (
-	TemplateModel    = "model"    // the model's own template, applied by llama.cpp
+	TemplateJinja    = "jinja"    // the model's own template, rendered with a Jinja engine
+	TemplateModel    = "model"    // the model's own template, applied by llama.cpp's built-ins
 	TemplateFallback = "fallback" // the model has none: the fallback transcript
-	// TemplateUnusable: the model's template is one llama.cpp cannot apply (Jinja-only),
-	// so chats get the fallback transcript.
-	TemplateUnusable = "fallback (the model's template is not one llama.cpp can apply)"
+	// TemplateUnusable: the model's template is one neither Jinja nor llama.cpp can
+	// apply, so chats get the fallback transcript.
+	TemplateUnusable = "fallback (the model's template could not be applied)"
 )
 
 // ChatTemplate says which prompt format chats get: TemplateModel, TemplateFallback or
 // TemplateUnusable.
 func (e *Engine) ChatTemplate() string {
 	switch {
+	case e.jinja != nil:
+		return TemplateJinja
 	case e.template != "":
 		return TemplateModel
 	case e.templateUnusable:

@@ -3,11 +3,14 @@ package engine
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/hybridgroup/yzma/pkg/llama"
+
+	"github.com/beekeeper-hive/beekeeper/worker/grammar"
 )
 
 // Sampling defaults, llama-server's.
@@ -37,6 +40,9 @@ type Sampling struct {
 	PresencePenalty  float64
 	Stop             []string
 	IgnoreEOS        bool // generate through end-of-generation tokens until MaxTokens
+	// Grammar, a llama.cpp GBNF grammar whose start rule is "root", constrains every
+	// token (structured output, forced tool calls); "" = none.
+	Grammar string
 }
 
 // DefaultSampling returns llama-server's defaults with a random seed.
@@ -83,6 +89,25 @@ func (e *Engine) Prepare(prompt string, parseSpecial bool, s Sampling) (*Job, er
 	if s.MaxTokens > 0 && s.MaxTokens < room {
 		maxNew = s.MaxTokens
 	}
+	if usesPenalties(s) {
+		p := llama.SamplerInitPenalties(llama.VocabNTokens(e.vocab), PenaltyLastN, 1, 0, 0)
+		if p == 0 {
+			return nil, errors.New("llama.cpp made no penalties sampler")
+		}
+		llama.SamplerFree(p)
+	}
+	if s.Grammar != "" {
+		if strings.IndexByte(s.Grammar, 0) >= 0 {
+			return nil, ErrNUL
+		}
+		// Parse it here, on the request's goroutine, so a bad grammar is the request's
+		// error rather than a sequence that cannot sample.
+		g, err := grammar.NewSampler(e.vocab, s.Grammar)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrGrammar, err)
+		}
+		llama.SamplerFree(g)
+	}
 	job := &Job{tokens: tokens, sampling: s, maxNew: maxNew}
 	for _, stop := range s.Stop {
 		if stop != "" {
@@ -92,23 +117,33 @@ func (e *Engine) Prepare(prompt string, parseSpecial bool, s Sampling) (*Job, er
 	return job, nil
 }
 
+// ErrGrammar is returned by Prepare for a grammar llama.cpp cannot parse.
+var ErrGrammar = errors.New("llama.cpp could not parse the grammar")
+
+func usesPenalties(s Sampling) bool {
+	return (s.RepeatPenalty != 0 && s.RepeatPenalty != 1) || s.FrequencyPenalty != 0 || s.PresencePenalty != 0
+}
+
 // PenaltyLastN is how many recent tokens the penalties look at (llama-server's default).
 const PenaltyLastN = 64
 
 // newSampler builds a request's own chain, in llama-server's order: penalties, top-k,
 // top-p, temperature, then the seeded draw (or greedy at temperature 0).
-func newSampler(s Sampling) llama.Sampler {
+func newSampler(vocab llama.Vocab, s Sampling) llama.Sampler {
 	chain := llama.SamplerChainInit(llama.SamplerChainDefaultParams())
-	if (s.RepeatPenalty != 0 && s.RepeatPenalty != 1) || s.FrequencyPenalty != 0 || s.PresencePenalty != 0 {
+	if s.Grammar != "" { // first: the others choose among the tokens it allows
+		if g, err := grammar.NewSampler(vocab, s.Grammar); err == nil {
+			llama.SamplerChainAdd(chain, g) // Prepare parsed it once already: err is not expected
+		}
+	}
+	if usesPenalties(s) {
 		repeat := s.RepeatPenalty
 		if repeat == 0 {
 			repeat = 1
 		}
-		// yzma declares an n_vocab before penalty_last_n that this llama.cpp's
-		// llama_sampler_init_penalties lacks; both integers carry the same value, so
-		// the call means the same either way (integers and floats travel in separate
-		// registers).
-		llama.SamplerChainAdd(chain, llama.SamplerInitPenalties(PenaltyLastN, PenaltyLastN,
+		// This llama.cpp's prototype takes n_vocab first (yzma v1.28.0 declares it so;
+		// a 4-argument binding left penalty_last_n to chance, measured).
+		llama.SamplerChainAdd(chain, llama.SamplerInitPenalties(llama.VocabNTokens(vocab), PenaltyLastN,
 			float32(repeat), float32(s.FrequencyPenalty), float32(s.PresencePenalty)))
 	}
 	if s.Temperature <= 0 {

@@ -38,7 +38,7 @@ type scheduler struct {
 	// Figures for Stats, updated at the end of each step.
 	kvTokens                  int
 	cachedTotal, promptTotal  int64
-	minPromptChunkWhileStream int
+	maxPromptChunkWhileStream int
 }
 
 // request is one generation handed to the scheduler.
@@ -93,7 +93,7 @@ func newScheduler(e *Engine, lctx llama.Context, pool llama.Threadpool) *schedul
 		exited: make(chan struct{}),
 		// While streams run, a prompt is read this many tokens a step at most, so the
 		// streams keep their pace; alone, a prompt takes whole batches.
-		minPromptChunkWhileStream: max(e.nBatch/4, 32),
+		maxPromptChunkWhileStream: max(e.nBatch/4, 32),
 	}
 	for i := range e.parallel {
 		s.seqs = append(s.seqs, &sequence{id: llama.SeqId(i), logitIdx: -1, piece: make([]byte, 256)})
@@ -182,13 +182,9 @@ func (s *scheduler) stats() Stats {
 func (s *scheduler) close(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
-	queued, embeds := s.pending, s.embeds
-	s.pending, s.embeds = nil, nil
+	queued := s.pending
+	s.pending = nil // embedding jobs already queued are few (maxEmbedJobs): run finishes them
 	s.mu.Unlock()
-	for _, job := range embeds {
-		job.err = ErrClosed
-		close(job.done)
-	}
 	for _, r := range queued {
 		r.res.PromptTokens = len(r.job.tokens)
 		r.err = ErrClosed
@@ -220,11 +216,12 @@ func (s *scheduler) run() {
 		llama.ThreadpoolFree(s.pool) // after the context that used it
 	}()
 	for {
-		if s.emb != nil {
-			s.runEmbeds() // between steps: a stream waits one embedding batch at most
-		}
+		embedding := s.emb != nil && s.runEmbeds() // between steps: a stream waits one embedding batch at most
 		busy, closing := s.admit()
 		if !busy {
+			if embedding {
+				continue
+			}
 			if closing {
 				return
 			}
@@ -240,8 +237,12 @@ func (s *scheduler) run() {
 // admit drops queued requests whose client left and gives waiting requests free
 // sequences, oldest first. It reports whether any sequence is in use.
 func (s *scheduler) admit() (busy, closing bool) {
+	type start struct {
+		q *sequence
+		r *request
+	}
+	var starts []start
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	kept := s.pending[:0]
 	for _, r := range s.pending {
 		if err := r.ctx.Err(); err != nil {
@@ -258,28 +259,57 @@ func (s *scheduler) admit() (busy, closing bool) {
 		r := s.pending[0]
 		s.pending[0] = nil
 		s.pending = s.pending[1:]
-		s.start(s.pick(r.job.tokens), r)
+		q := s.pick(r.job.tokens)
+		q.state = seqPrompt // taken: the next pick passes it by
+		starts = append(starts, start{q, r})
 		s.active++
 	}
-	return s.active > 0, s.closing
+	busy, closing = s.active > 0, s.closing
+	s.mu.Unlock()
+	// llama.cpp work (cache trimming, samplers, grammars) outside the lock, so Admit
+	// and Stats never wait on it.
+	for _, st := range starts {
+		s.start(st.q, st.r)
+	}
+	return busy, closing
 }
 
+// minReuse is the shortest cached prefix worth keeping a sequence for: more than the
+// BOS token every prompt shares, and a tenth of the prompt (llama-server's rule of
+// thumb), so a cache that matches little does not win over an empty sequence.
+func minReuse(promptLen int) int { return max(2, promptLen/10) }
+
 // pick chooses the free sequence whose cache shares the longest prefix with prompt
-// (llama-server's slot similarity); among equals, the least recently used, so a cache
-// that matches nothing else survives longest.
+// (llama-server's slot similarity), if that prefix is worth reusing (minReuse);
+// otherwise the least recently used free sequence, empty ones first, so a cache that
+// matches nothing else survives longest.
 func (s *scheduler) pick(prompt []llama.Token) *sequence {
-	var best *sequence
-	bestN := -1
+	var best, lru *sequence
+	bestN := 0
 	for _, q := range s.seqs {
 		if q.state != seqFree {
 			continue
 		}
-		n := commonPrefix(q.cached, prompt)
-		if n > bestN || (n == bestN && q.lastUse < best.lastUse) {
+		if n := commonPrefix(q.cached, prompt); n >= minReuse(len(prompt)) && n > bestN {
 			best, bestN = q, n
 		}
+		if lru == nil || cheaperToLose(q, lru) {
+			lru = q
+		}
 	}
-	return best
+	if best != nil {
+		return best
+	}
+	return lru
+}
+
+// cheaperToLose reports whether a's cache is worth less than b's: empty first, then
+// the least recently used.
+func cheaperToLose(a, b *sequence) bool {
+	if ae, be := len(a.cached) == 0, len(b.cached) == 0; ae != be {
+		return ae
+	}
+	return a.lastUse < b.lastUse
 }
 
 func commonPrefix(a, b []llama.Token) int {
@@ -297,15 +327,26 @@ func commonPrefix(a, b []llama.Token) int {
 func (s *scheduler) start(q *sequence, r *request) {
 	prompt := r.job.tokens
 	keep := min(commonPrefix(q.cached, prompt), len(prompt)-1)
+	if keep < minReuse(len(prompt)) {
+		keep = 0
+	}
 	if ok, err := llama.MemorySeqRm(s.mem, q.id, llama.Pos(keep), -1); err != nil || !ok {
 		// A cache that cannot drop a tail (a recurrent model) is cleared whole.
 		_, _ = llama.MemorySeqRm(s.mem, q.id, -1, -1)
 		keep = 0
 	}
+	// A sliding-window model keeps only the last n_swa positions: a prefix whose start
+	// the window already dropped cannot be extended, so the prompt is read again.
+	if swa := s.e.nSWA; keep > 0 && swa > 0 {
+		if lo, err := llama.MemorySeqPosMin(s.mem, q.id); err != nil || int(lo) > max(0, keep-swa) {
+			_, _ = llama.MemorySeqRm(s.mem, q.id, -1, -1)
+			keep = 0
+		}
+	}
 	q.cached = q.cached[:keep]
 	s.nextStart++
 	q.state, q.req, q.prompt, q.nRead, q.started = seqPrompt, r, prompt, keep, s.nextStart
-	q.smpl = newSampler(r.job.sampling)
+	q.smpl = newSampler(s.e.vocab, r.job.sampling)
 	q.st = stopper{stops: r.job.stops, text: q.st.text[:0]}
 	q.res = Result{PromptTokens: len(prompt), CachedTokens: keep}
 	s.cachedTotal += int64(keep)
@@ -331,7 +372,7 @@ func (s *scheduler) decodeStep() {
 	}
 	budget := s.e.nBatch - int(s.batch.NTokens)
 	if streaming {
-		budget = min(budget, s.minPromptChunkWhileStream)
+		budget = min(budget, s.maxPromptChunkWhileStream)
 	}
 	for _, q := range s.oldestFirst(seqPrompt) {
 		if budget <= 0 {

@@ -58,7 +58,7 @@ func TestStopperHoldsBackAndCuts(t *testing.T) {
 }
 
 func TestFallbackPrompt(t *testing.T) {
-	got := FallbackPrompt([]Message{{"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello."}, {"user", " Tell a story "}})
+	got := FallbackPrompt([]Message{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Hi"}, {Role: "assistant", Content: "Hello."}, {Role: "user", Content: " Tell a story "}}, nil)
 	want := "Be brief.\n\nUser: Hi\nAssistant: Hello.\nUser: Tell a story\nAssistant:"
 	if got != want {
 		t.Fatalf("got %q, want %q", got, want)

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Screenshots of the desktop app's screens at 800x500 and 1400x900, into docs/screenshots/
+# as SCREEN-WxH.png: workers, chat, queen, logs, settings (models-*.png are taken with
+# the Models screen's own set-up and left alone here).
+#
+# The app runs on a virtual display (Xvfb) with its own state folder: three workers on
+# the test model, the embedded Queen, and one chat answered by a worker. Nothing of the
+# user's is read or changed.
+#
+#   bash scripts/screenshots.sh               # sets up like run.sh (bin/beekeeper)
+#   BEEKEEPER_BIN=/path/to/beekeeper bash scripts/screenshots.sh   # a build of your own
+#
+# Needs: xvfb-run, xdotool, ImageMagick's import (scripts/setup.sh installs them), and
+# the test model (../shared/models/stories260K.gguf, or $BEEKEEPER_TEST_MODEL).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ -z "${BEEKEEPER_BIN:-}" ]; then
+  source "$root/scripts/setup.sh"
+  setup_all
+  BEEKEEPER_BIN="$root/bin/beekeeper"
+fi
+export BEEKEEPER_BIN
+model="${BEEKEEPER_TEST_MODEL:-$root/../shared/models/stories260K.gguf}"
+[ -f "$model" ] || { echo "no test model at $model (set BEEKEEPER_TEST_MODEL)" >&2; exit 1; }
+for tool in xvfb-run xdotool import; do
+  command -v "$tool" >/dev/null || { echo "needs $tool: apt-get install xvfb xdotool imagemagick" >&2; exit 1; }
+done
+
+# Run the rest on a virtual display of its own, larger than the largest window.
+if [ -z "${SCREENSHOTS_ON_XVFB:-}" ]; then
+  exec env SCREENSHOTS_ON_XVFB=1 xvfb-run -a -s "-screen 0 1600x1000x24" bash "$0" "$@"
+fi
+
+out="$root/docs/screenshots"
+mkdir -p "$out"
+home="$(mktemp -d)"
+export BEEKEEPER_HOME="$home" LANG=en_US.UTF-8
+app_pid=""
+cleanup() {
+  [ -n "$app_pid" ] && kill "$app_pid" 2>/dev/null && wait "$app_pid" 2>/dev/null
+  for id in $("$BEEKEEPER_BIN" ps 2>/dev/null | awk 'NR>1 {print $1}'); do
+    "$BEEKEEPER_BIN" stop "$id" >/dev/null 2>&1 || true
+  done
+  rm -rf "$home"
+}
+trap cleanup EXIT
+
+# The app's settings: the embedded Queen on any free port, and a window of 800x500.
+prefs="$home/config/fyne/io.github.beekeeper-hive.beekeeper"
+mkdir -p "$prefs"
+echo '{"queen_mode":"embedded","queen_embedded_addr":"127.0.0.1:0","window_size":"800x500"}' >"$prefs/preferences.json"
+
+echo "==> three workers on $(basename "$model")"
+for _ in 1 2 3; do
+  "$BEEKEEPER_BIN" spawn --model "$model" --ctx-size 512 --threads 1 >/dev/null
+done
+
+echo "==> the app"
+"$BEEKEEPER_BIN" gui >"$home/app.log" 2>&1 &
+app_pid=$!
+win=""
+for _ in $(seq 100); do
+  win="$(xdotool search --onlyvisible --pid "$app_pid" --name '^Beekeeper$' 2>/dev/null | head -1 || true)"
+  [ -n "$win" ] && break
+  sleep 0.2
+done
+[ -n "$win" ] || { echo "no window; the app said:" >&2; cat "$home/app.log" >&2; exit 1; }
+xdotool mousemove 1590 990 # off the window: no hover effects in the pictures
+xdotool windowfocus --sync "$win"
+sleep 2 # the first frames, and the workers registering at the Queen
+
+key() { xdotool key --clearmodifiers "$@"; }
+
+# One chat answered by a worker, so the Chat screen shows a conversation.
+key ctrl+2
+sleep 1
+xdotool type --delay 20 "Once upon a time"
+key Return
+sleep 4
+
+for size in 800x500 1400x900; do
+  xdotool windowsize --sync "$win" "${size%x*}" "${size#*x}"
+  sleep 1
+  for shot in workers:ctrl+1 chat:ctrl+2 queen:ctrl+4 logs:ctrl+l settings:ctrl+comma; do
+    name="${shot%%:*}"
+    key "${shot#*:}"
+    sleep 2.5 # the screen's layout, and the Queen screen's first load figures
+    import -window "$win" "$out/$name-$size.png"
+    echo "    $out/$name-$size.png ($(xdotool getwindowgeometry "$win" | awk '/Geometry/ {print $2}'))"
+  done
+done
+key ctrl+1
