@@ -23,6 +23,7 @@ import (
 	"fyne.io/fyne/v2"
 
 	"github.com/beekeeper-hive/beekeeper/hive"
+	"github.com/beekeeper-hive/beekeeper/internal/broadcast"
 	"github.com/beekeeper-hive/beekeeper/internal/dirs"
 	"github.com/beekeeper-hive/beekeeper/llamaruntime"
 	"github.com/beekeeper-hive/beekeeper/models"
@@ -52,10 +53,10 @@ type App struct {
 
 	mu       sync.Mutex
 	settings Settings
-	embedded *embeddedQueen // nil unless the embedded Queen runs
-	view     *QueenView     // follows the current Queen's event stream; nil when Queenless
-	queenErr string         // why the chosen Queen mode is not in effect
-	subs     map[chan struct{}]struct{}
+	embedded *embeddedQueen          // nil unless the embedded Queen runs
+	view     *QueenView              // follows the current Queen's event stream; nil when Queenless
+	queenErr string                  // why the chosen Queen mode is not in effect
+	subs     broadcast.Hub[struct{}] // "something changed" wake-ups, coalesced
 }
 
 type embeddedQueen struct {
@@ -80,7 +81,7 @@ func New(cfg Config) (*App, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = NewLogger(cfg.Log, nil, slog.LevelInfo)
 	}
-	a := &App{cfg: cfg, log: cfg.Logger, ring: cfg.Log, subs: map[chan struct{}]struct{}{}}
+	a := &App{cfg: cfg, log: cfg.Logger, ring: cfg.Log}
 	a.settings = LoadSettings(cfg.Prefs)
 	s := a.settings
 	if s.EmbeddedToken != "" || s.RemoteToken != "" {
@@ -489,27 +490,10 @@ func getJSON(ctx context.Context, url, token string, into any) error {
 // Subscribe returns a channel that receives a value after the settings or the Queen
 // picture changed (coalesced), and a func that ends the subscription.
 func (a *App) Subscribe() (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	a.mu.Lock()
-	a.subs[ch] = struct{}{}
-	a.mu.Unlock()
-	return ch, func() {
-		a.mu.Lock()
-		delete(a.subs, ch)
-		a.mu.Unlock()
-	}
+	return a.subs.Subscribe(broadcast.KeepLatest, 1)
 }
 
-func (a *App) changed() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for ch := range a.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-}
+func (a *App) changed() { a.subs.Publish(struct{}{}) }
 
 // Close stops the Queen watcher and the embedded Queen, and closes the hive; workers are
 // stopped only when the "stop workers on quit" setting is on (otherwise the next start

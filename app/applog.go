@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+
+	"github.com/beekeeper-hive/beekeeper/internal/broadcast"
 )
 
 // LogRing keeps the app's own recent log lines for the Logs screen. It is an io.Writer
@@ -16,7 +18,7 @@ type LogRing struct {
 	lines []string
 	next  int // ring index of the next write once full
 	full  bool
-	subs  map[chan struct{}]struct{}
+	subs  broadcast.Hub[struct{}] // wake-ups, coalesced: a burst wakes a reader once
 }
 
 // NewLogRing keeps the last max lines.
@@ -24,7 +26,7 @@ func NewLogRing(max int) *LogRing {
 	if max <= 0 {
 		max = 1000
 	}
-	return &LogRing{lines: make([]string, 0, max), subs: map[chan struct{}]struct{}{}}
+	return &LogRing{lines: make([]string, 0, max)}
 }
 
 // Write stores p as one or more lines.
@@ -42,13 +44,8 @@ func (r *LogRing) Write(p []byte) (int, error) {
 		r.lines[r.next] = line
 		r.next = (r.next + 1) % len(r.lines)
 	}
-	for ch := range r.subs {
-		select {
-		case ch <- struct{}{}:
-		default: // a wake-up is already pending
-		}
-	}
 	r.mu.Unlock()
+	r.subs.Publish(struct{}{})
 	return len(p), nil
 }
 
@@ -71,15 +68,7 @@ func (r *LogRing) String() string { return strings.Join(r.Lines(), "\n") }
 // Subscribe returns a channel that receives a value after new lines arrive, and a func
 // that ends the subscription.
 func (r *LogRing) Subscribe() (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	r.mu.Lock()
-	r.subs[ch] = struct{}{}
-	r.mu.Unlock()
-	return ch, func() {
-		r.mu.Lock()
-		delete(r.subs, ch)
-		r.mu.Unlock()
-	}
+	return r.subs.Subscribe(broadcast.KeepLatest, 1)
 }
 
 // NewLogger returns a logger that writes text lines both to w (stderr in the app; nil for

@@ -185,7 +185,7 @@ func (f *fetcher) fetchWithRetry(ctx context.Context, t fetchTarget) (*wire.Capa
 // GET /capabilities instead: its capabilities are stored all the same, and it goes
 // online once it heartbeats here by itself.
 func (f *fetcher) fetchOnce(ctx context.Context, t fetchTarget) (*wire.Capabilities, error) {
-	body, err := json.Marshal(wire.AdoptRequest{QueenURL: t.queenURL})
+	body, err := json.Marshal(wire.AdoptRequest{QueenURL: t.queenURL, QueenToken: f.q.cfg.Token})
 	if err != nil {
 		return nil, err
 	}

@@ -307,7 +307,7 @@ func workerCapabilities(ctx context.Context, base, token string) (wire.Capabilit
 // adoptWorker hands a local worker the Queen at queenURL (POST /adopt), proving the
 // worker's identity key from its key file (the hive spawned it; docs/security.md).
 func adoptWorker(ctx context.Context, e localregistry.Entry, token, queenURL string) error {
-	body, err := json.Marshal(wire.AdoptRequest{QueenURL: queenURL})
+	body, err := json.Marshal(wire.AdoptRequest{QueenURL: queenURL, QueenToken: token})
 	if err != nil {
 		return err
 	}

@@ -281,7 +281,9 @@ func TestChatInsideAppWorkerThenQueen(t *testing.T) {
 	})
 
 	// The Queen's gateway, not the worker, served it: its metrics count the request.
-	resp, err := http.Get(queenURL + wire.PathMetrics)
+	mreq, _ := http.NewRequest(http.MethodGet, queenURL+wire.PathMetrics, nil)
+	mreq.Header.Set("Authorization", wire.BearerPrefix+tu.core.Settings().EmbeddedToken) // the embedded Queen's own token
+	resp, err := http.DefaultClient.Do(mreq)
 	if err != nil {
 		t.Fatalf("Queen metrics: %v", err)
 	}

@@ -49,7 +49,9 @@ func (u *UI) modelsTab() fyne.CanvasObject {
 		msg.Wrapping = fyne.TextWrapWord
 		return msg
 	}
-	v := newModelsView(u, lib, models.NewDownloader(lib.Dir(), nil), u.modelInUse)
+	// The Hub's client sends HF_TOKEN to the Hub's host only (gated models), never to
+	// the storage host a download is redirected to.
+	v := newModelsView(u, lib, models.NewDownloader(lib.Dir(), models.NewHubFromEnv().HTTPClient()), u.modelInUse)
 	if u.core != nil {
 		v.remember = u.core.RememberModel
 	}

@@ -71,6 +71,10 @@ const QueryQueenURL = "queen_url"
 // Capabilities.
 type AdoptRequest struct {
 	QueenURL string `json:"queen_url"`
+	// QueenToken, when the Queen requires one, is what the worker presents to it from
+	// now on (heartbeats, registration): a worker started Queenless knows no token.
+	// It is taken only from an adoption the worker trusts.
+	QueenToken string `json:"queen_token,omitempty"`
 }
 
 // HeaderWorkerKey carries a worker's identity key where a request has no JSON body of

@@ -34,9 +34,10 @@ type heartbeater struct {
 	w      *Worker
 	client *http.Client
 
-	mu       sync.Mutex
-	url      string        // the Queen; "" = Queenless
-	interval time.Duration // as the Queen last said
+	mu         sync.Mutex
+	url        string        // the Queen; "" = Queenless
+	queenToken string        // the token the adopting Queen handed over; "" = the worker's own
+	interval   time.Duration // as the Queen last said
 
 	kick    chan struct{} // coalescing: send a heartbeat now
 	readyCh chan struct{} // closed once the model is loaded
@@ -152,7 +153,7 @@ func (w *Worker) handleAdopt(rw http.ResponseWriter, r *http.Request) error {
 		w.log.Warn("adoption refused", "queen_url", req.QueenURL, "remote", r.RemoteAddr)
 		return err
 	}
-	w.heartbeats.adopt(req.QueenURL)
+	w.heartbeats.adopt(req.QueenURL, req.QueenToken)
 	wire.WriteJSON(rw, http.StatusOK, w.capabilities())
 	return nil
 }
@@ -163,11 +164,12 @@ func (w *Worker) handleAdopt(rw http.ResponseWriter, r *http.Request) error {
 // worker moves away from is not told: a different URL may well name the same Queen
 // (localhost vs 127.0.0.1, a TLS proxy), which would then delete the worker it just
 // adopted; a Queen really left ages the record out (CONTRACT §1 asks nothing more).
-func (h *heartbeater) adopt(raw string) {
+func (h *heartbeater) adopt(raw, token string) {
 	raw = strings.TrimRight(raw, "/")
 	h.mu.Lock()
 	old := h.url
 	h.url = raw
+	h.queenToken = token // the new Queen's, or none: never one Queen's token to another
 	h.mu.Unlock()
 	if old != raw {
 		h.w.log.Info("queen adopted", "queen_url", raw, "previous", old)
@@ -339,9 +341,17 @@ func (h *heartbeater) leaveQueen(ctx context.Context, queen string) {
 	resp.Body.Close()
 }
 
+// authorize presents the token the adopting Queen handed over, else the worker's own
+// (one token for both, the spawner's case).
 func (h *heartbeater) authorize(req *http.Request) {
-	if h.w.cfg.APIToken != "" {
-		req.Header.Set("Authorization", wire.BearerPrefix+h.w.cfg.APIToken)
+	h.mu.Lock()
+	token := h.queenToken
+	h.mu.Unlock()
+	if token == "" {
+		token = h.w.cfg.APIToken
+	}
+	if token != "" {
+		req.Header.Set("Authorization", wire.BearerPrefix+token)
 	}
 }
 
