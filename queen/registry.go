@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/beekeeper-hive/beekeeper/internal/broadcast"
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
@@ -44,13 +45,10 @@ type registry struct {
 
 	mu      sync.Mutex
 	workers map[string]*record
-	subs    map[*subscriber]struct{}
-	closed  bool
-	gens    uint64 // registration generations, unique across records
-}
-
-type subscriber struct {
-	ch chan wire.Event
+	// events fans changes out to the event streams; published under mu, so a
+	// subscription taken with a snapshot under mu misses nothing and repeats nothing.
+	events broadcast.Hub[wire.Event]
+	gens   uint64 // registration generations, unique across records
 }
 
 func newRegistry(now func() time.Time, interval, retention time.Duration, maxWorkers int) *registry {
@@ -60,7 +58,6 @@ func newRegistry(now func() time.Time, interval, retention time.Duration, maxWor
 		retention:  retention,
 		maxWorkers: maxWorkers,
 		workers:    make(map[string]*record),
-		subs:       make(map[*subscriber]struct{}),
 	}
 }
 
@@ -351,50 +348,26 @@ func (r *registry) countByState() map[wire.WorkerState]int {
 // subscribe returns a snapshot and a channel of later events, taken atomically so no
 // change falls between the two.
 func (r *registry) subscribe() ([]wire.Worker, <-chan wire.Event, func()) {
-	s := &subscriber{ch: make(chan wire.Event, eventBuffer)}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	snap := r.listLocked()
-	if r.closed {
-		close(s.ch)
-		return snap, s.ch, func() {}
-	}
-	r.subs[s] = struct{}{}
-	cancel := func() {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if _, ok := r.subs[s]; ok {
-			delete(r.subs, s)
-			close(s.ch)
-		}
-	}
-	return snap, s.ch, cancel
+	// A stream that falls eventBuffer behind is closed: its client reconnects and
+	// reads a fresh snapshot rather than a history with holes.
+	ch, cancel := r.events.Subscribe(broadcast.CloseWhenFull, eventBuffer)
+	return r.listLocked(), ch, cancel
 }
 
 // close ends every subscription; later ones get a closed channel.
 func (r *registry) close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.closed = true
-	for s := range r.subs {
-		delete(r.subs, s)
-		close(s.ch)
-	}
+	r.events.Close()
 }
 
 // publish fans an event out without blocking: a subscriber whose buffer is full is
 // dropped (its channel closed) rather than stalling the registry. Caller holds r.mu.
 func (r *registry) publish(typ string, rec *record, at time.Time) {
-	if len(r.subs) == 0 {
+	if r.events.Len() == 0 {
 		return
 	}
-	ev := wire.Event{Type: typ, Worker: rec.w, At: at}
-	for s := range r.subs {
-		select {
-		case s.ch <- ev:
-		default:
-			delete(r.subs, s)
-			close(s.ch)
-		}
-	}
+	r.events.Publish(wire.Event{Type: typ, Worker: rec.w, At: at})
 }
