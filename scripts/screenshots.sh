@@ -46,15 +46,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The app's settings: the embedded Queen on any free port, and a window of 800x500.
+# The app's settings: the embedded Queen on a free port with a token, a window of 800x500.
+port=""
+for _ in $(seq 50); do
+  p=$(shuf -i 20000-60000 -n 1)
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
+done
+[ -n "$port" ] || { echo "no free port" >&2; exit 1; }
+queen="http://127.0.0.1:$port" token="screenshots-$RANDOM"
 prefs="$home/config/fyne/io.github.beekeeper-hive.beekeeper"
 mkdir -p "$prefs"
-echo '{"queen_mode":"embedded","queen_embedded_addr":"127.0.0.1:0","window_size":"800x500"}' >"$prefs/preferences.json"
-
-echo "==> three workers on $(basename "$model")"
-for _ in 1 2 3; do
-  "$BEEKEEPER_BIN" spawn --model "$model" --ctx-size 512 --threads 1 >/dev/null
-done
+printf '{"queen_mode":"embedded","queen_embedded_addr":"127.0.0.1:%s","queen_embedded_token":"%s","window_size":"800x500"}\n' \
+  "$port" "$token" >"$prefs/preferences.json"
 
 echo "==> the app"
 "$BEEKEEPER_BIN" gui >"$home/app.log" 2>&1 &
@@ -67,8 +70,13 @@ for _ in $(seq 100); do
 done
 [ -n "$win" ] || { echo "no window; the app said:" >&2; cat "$home/app.log" >&2; exit 1; }
 xdotool mousemove 1590 990 # off the window: no hover effects in the pictures
+
+echo "==> three workers on $(basename "$model"), registered at the app's Queen"
+for _ in 1 2 3; do
+  "$BEEKEEPER_BIN" spawn --model "$model" --ctx-size 512 --threads 1 --queen "$queen" --token "$token" >/dev/null
+done
 xdotool windowfocus --sync "$win"
-sleep 2 # the first frames, and the workers registering at the Queen
+sleep 3 # the workers adopted, and their first heartbeats
 
 key() { xdotool key --clearmodifiers "$@"; }
 

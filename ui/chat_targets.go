@@ -176,6 +176,11 @@ func (v *chatView) renderTargets() {
 			present = true
 		}
 	}
+	if v.conv != nil && len(v.conv.Messages) == 0 && !present && len(v.targets) > 0 {
+		// An empty chat's target that went away (the Queen's "no model online" entry
+		// once a model came online) is nothing to keep: it picks again below.
+		v.conv.Target = chat.Target{}
+	}
 	if v.conv != nil && v.conv.Target.BaseURL != "" && !present {
 		gone := v.conv.Target
 		v.targets = append(v.targets, gone)

@@ -625,3 +625,30 @@ func TestRespawnKeepsSpawnSettings(t *testing.T) {
 		}
 	})
 }
+
+// TestEmptyChatFollowsItsTargetAway: a new chat that took the Queen while no model was
+// online takes a target that answers once the Queen's entry is gone (it kept offering
+// the gone entry, and the first message failed); a chat with messages keeps its own.
+func TestEmptyChatFollowsItsTargetAway(t *testing.T) {
+	target, _ := startWorkerProcess(t)
+	su := newScreenUI(t)
+	store, _ := chat.OpenStore(t.TempDir())
+	queenless := chat.Target{Kind: chat.TargetQueen, BaseURL: "http://127.0.0.1:1"}
+	targets := []chat.Target{queenless}
+	var mu sync.Mutex
+	var v *chatView
+	su.onUI(func() {
+		v = newChatView(su.UI, chatDeps{store: store, client: chat.NewClient(nil), targets: func() []chat.Target {
+			mu.Lock()
+			defer mu.Unlock()
+			return targets
+		}})
+		su.win.SetContent(v)
+	})
+	su.waitUntil(t, "the Queen entry taken", 5*time.Second, func() bool { return v.conv.Target.BaseURL == queenless.BaseURL })
+	mu.Lock()
+	targets = []chat.Target{target}
+	mu.Unlock()
+	su.onUI(v.refreshTargets)
+	su.waitUntil(t, "the worker taken", 5*time.Second, func() bool { return v.conv.Target.WorkerID == target.WorkerID })
+}

@@ -40,3 +40,21 @@ func TestHiddenTabsAttachTheirScreensWhenFirstShown(t *testing.T) {
 		}
 	})
 }
+
+// TestTabsMoveTheFocus: showing Chat puts the focus in its message box; leaving a screen
+// takes the focus from its fields (typing went to a box out of sight, and its blinking
+// cursor repainted the window for ever: 4 % of a core while idle).
+func TestTabsMoveTheFocus(t *testing.T) {
+	tu := newTestUI(t)
+	tu.onUI(func() {
+		c := tu.win.Canvas()
+		tu.tabs.Select(tu.tabChat)
+		if c.Focused() != tu.chat.input {
+			t.Fatalf("the Chat screen shown, the focus is on %T, want the message box", c.Focused())
+		}
+		tu.tabs.Select(tu.tabWorkers)
+		if c.Focused() != nil {
+			t.Fatalf("back on Workers, the focus stayed on %T", c.Focused())
+		}
+	})
+}
