@@ -397,7 +397,7 @@ func (v *discoverView) recommendedList() fyne.CanvasObject {
 	for _, r := range models.RecommendedModels {
 		title := widget.NewLabelWithStyle(r.Title, fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
 		title.Truncation = fyne.TextTruncateEllipsis
-		facts := widget.NewLabel("≈ " + models.FormatBytes(uint64(r.Size)) + " · " + r.License + " · " + r.Note)
+		facts := widget.NewLabel("about " + models.FormatBytes(uint64(r.Size)) + " · " + r.License + " · " + r.Note)
 		facts.Wrapping = fyne.TextWrapWord
 		facts.Importance = widget.LowImportance
 		get := widget.NewButtonWithIcon("Download", theme.DownloadIcon(), func() { v.downloadRecommended(r) })
@@ -438,7 +438,7 @@ func (v *discoverView) updateResultRow(i widget.ListItemID, o fyne.CanvasObject)
 	}
 	m := v.results[i]
 	r.name.SetText(m.ID)
-	facts := "↓ " + shortCount(m.Downloads) + " · ♥ " + shortCount(m.Likes)
+	facts := shortCount(m.Downloads) + " downloads · " + shortCount(m.Likes) + " likes"
 	if l := m.License(); l != "" {
 		facts += " · " + l
 	}
@@ -490,13 +490,13 @@ func fileLabel(f models.HubFile) string {
 	return f.Name()
 }
 
-// fileTitle is "Q4_K_M · 469 MiB · RAM ≈ 0.8 GiB (rough)".
+// fileTitle is "Q4_K_M · 469 MiB · RAM about 0.8 GiB (rough)"; plain ASCII words, since "≈" is not in the bundled font and would load a system font.
 func fileTitle(f models.HubFile) string {
 	s := fileLabel(f) + " · " + models.FormatBytes(uint64(f.Size))
 	if f.Projector {
 		return s + " · vision projector (used beside a model)"
 	}
-	return s + " · RAM ≈ " + models.FormatBytes(models.RoughMemory(f.Size))
+	return s + " · RAM about " + models.FormatBytes(models.RoughMemory(f.Size))
 }
 
 // shortCount is 1234567 as "1.2M".

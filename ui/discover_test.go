@@ -99,7 +99,7 @@ func TestDiscoverSearchPickDownloadCompletes(t *testing.T) {
 		}
 		row := newResultRow().(*resultRow)
 		v.updateResultRow(0, row)
-		if row.name.Text != "karpathy/stories-GGUF" || row.facts.Text != "↓ 1.2K · ♥ 56 · mit" || row.gated.Visible() {
+		if row.name.Text != "karpathy/stories-GGUF" || row.facts.Text != "1.2K downloads · 56 likes · mit" || row.gated.Visible() {
 			t.Fatalf("result row = %q / %q, gated badge %v", row.name.Text, row.facts.Text, row.gated.Visible())
 		}
 		v.resultList.Select(0)
@@ -111,7 +111,7 @@ func TestDiscoverSearchPickDownloadCompletes(t *testing.T) {
 		}
 		row := newFileRow().(*fileRow)
 		v.updateFileRow(1, row)
-		if !strings.HasPrefix(row.title.Text, "Q4_K_M · 1.1 MiB · RAM ≈ ") || row.name.Text != "stories260K-Q4_K_M.gguf" {
+		if !strings.HasPrefix(row.title.Text, "Q4_K_M · 1.1 MiB · RAM about ") || row.name.Text != "stories260K-Q4_K_M.gguf" {
 			t.Fatalf("file row = %q / %q", row.title.Text, row.name.Text)
 		}
 		if v.download.Disabled() || v.download.Text != "Download Q4_K_M (1.1 MiB)" {

@@ -103,6 +103,10 @@ func (u *UI) openSpawnDialog(modelPath string) {
 
 	f.wtype = newKeyEntry(f.submitForm, f.close)
 	f.wtype.SetText(wire.DefaultWorkerType)
+	// What the type means: a label the Queen routes by; llm is the only kind Beekeeper
+	// runs today, and other names only matter to a Queen that routes by type.
+	typeItem := widget.NewFormItem("Worker type", f.wtype)
+	typeItem.HintText = "llm: a text model behind the OpenAI API. A label the Queen routes by; keep llm unless your Queen uses others."
 	f.ctxSize = newKeyEntry(f.submitForm, f.close)
 	f.ctxSize.SetPlaceHolder("model default")
 	f.threads = newKeyEntry(f.submitForm, f.close)
@@ -134,7 +138,7 @@ func (u *UI) openSpawnDialog(modelPath string) {
 		widget.NewFormItem("Memory", f.estimate),
 		widget.NewFormItem("Device", container.NewVBox(deviceRow, f.devNote)),
 		widget.NewFormItem("Context size", f.ctxSize),
-		widget.NewFormItem("Worker type", f.wtype),
+		typeItem,
 		widget.NewFormItem("Threads", f.threads),
 		widget.NewFormItem("Port", f.port),
 	)
@@ -314,9 +318,9 @@ type estimateQuery struct {
 
 // run answers q as the line under the model, and whether it fits (true when unknown):
 //
-//	≈ 1.2 GiB RAM + 3.4 GiB on Vulkan0 (all 33 layers) at 4096 ctx — fits
-//	≈ 4.1 GiB RAM + 1.5 GiB on Vulkan0 at 4096 ctx — does not fit in 2.0 GiB free: 18 of 33 layers
-//	≈ 5.3 GiB RAM on the CPU at 4096 ctx — fits
+//	about 1.2 GiB RAM + 3.4 GiB on Vulkan0 (all 33 layers) at 4096 ctx — fits
+//	about 4.1 GiB RAM + 1.5 GiB on Vulkan0 at 4096 ctx — does not fit in 2.0 GiB free: 18 of 33 layers
+//	about 5.3 GiB RAM on the CPU at 4096 ctx — fits
 func (q estimateQuery) run(cache *models.EstimateCache) (string, bool) {
 	// The worker runs one sequence unless told otherwise; the dialog does not ask.
 	opt := models.EstimateOptions{CtxSize: q.ctx, Parallel: 1}
@@ -344,7 +348,7 @@ func (q estimateQuery) run(cache *models.EstimateCache) (string, bool) {
 		where = q.gpu.Name
 	}
 	partial := auto && !e.FullOffload()
-	text := "≈ " + models.FormatBytes(e.RAMBytes) + " RAM"
+	text := "about " + models.FormatBytes(e.RAMBytes) + " RAM" // "≈" is not in the bundled font: it would load a system font
 	switch {
 	case e.GPULayers == 0:
 		text += " on the CPU"

@@ -256,7 +256,7 @@ func TestEstimateLineForAPartialOffload(t *testing.T) {
 	gpu := models.Device{Name: "CUDA0", Type: "gpu", FreeBytes: free}
 	text, fits := estimateQuery{path: model, ctx: 512, gpu: &gpu}.run(&cache)
 	t.Log(text)
-	if fits || !strings.HasPrefix(text, "≈ ") || !strings.Contains(text, "on CUDA0 at 512 ctx — does not fit in") ||
+	if fits || !strings.HasPrefix(text, "about ") || !strings.Contains(text, "on CUDA0 at 512 ctx — does not fit in") ||
 		!strings.HasSuffix(text, "free: 3 of 6 layers") {
 		t.Fatalf("partial offload reads %q (fits %v)", text, fits)
 	}

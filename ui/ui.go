@@ -260,7 +260,9 @@ func (u *UI) mainMenu() *fyne.MainMenu {
 	quit := fyne.NewMenuItem("Quit", u.quit)
 	quit.IsQuit = true
 	quit.Shortcut = ctrl(fyne.KeyQ)
-	file := fyne.NewMenu("File", spawn, fyne.NewMenuItemSeparator(), quit)
+	discover := fyne.NewMenuItem("Discover models…", u.openDiscover)
+	discover.Shortcut = ctrl(fyne.KeyD)
+	file := fyne.NewMenu("File", spawn, discover, fyne.NewMenuItemSeparator(), quit)
 
 	view := fyne.NewMenu("View")
 	keys := map[*container.TabItem]fyne.KeyName{u.tabWorkers: fyne.Key1, u.tabChat: fyne.Key2,
@@ -280,7 +282,6 @@ func (u *UI) mainMenu() *fyne.MainMenu {
 // menu bar) and Escape for dialogs.
 func (u *UI) addShortcuts() {
 	c := u.win.Canvas()
-	c.AddShortcut(&desktop.CustomShortcut{KeyName: fyne.KeyD, Modifier: fyne.KeyModifierShortcutDefault}, func(fyne.Shortcut) { u.openDiscover() })
 	for _, m := range u.win.MainMenu().Items {
 		for _, item := range m.Items {
 			if item.Shortcut != nil {
