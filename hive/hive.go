@@ -272,7 +272,7 @@ func (h *Hive) Spawn(ctx context.Context, req SpawnRequest, progress func(SpawnP
 		BindHost: bind, AdvertiseHost: advertise,
 		Model: wire.ModelName(req.ModelPath), ModelPath: req.ModelPath,
 		WorkerType: req.WorkerType, SpawnedBy: h.opts.SpawnedBy,
-		CtxSize: req.CtxSize, Threads: req.Threads,
+		CtxSize: req.CtxSize, Threads: req.Threads, GPULayers: req.GPULayers,
 		State: StateStarting, Sync: SyncOff, QueenURL: queenURL,
 		SpawnOrder: req.SpawnOrder,
 		ClaimPID:   h.self, ClaimStart: h.selfStart,
@@ -462,7 +462,7 @@ func (h *Hive) Restart(ctx context.Context, id string) (Entry, error) {
 	}
 	return h.Spawn(ctx, SpawnRequest{
 		ModelPath: e.ModelPath, WorkerType: e.WorkerType,
-		CtxSize: e.CtxSize, Threads: e.Threads, Port: e.Port,
+		CtxSize: e.CtxSize, Threads: e.Threads, GPULayers: e.GPULayers, Port: e.Port,
 		RegisterWithQueen: true,
 	}, nil)
 }

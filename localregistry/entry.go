@@ -85,6 +85,7 @@ type Entry struct {
 	SpawnedBy     string    `json:"spawned_by"`
 	CtxSize       int       `json:"ctx_size,omitempty"`
 	Threads       int       `json:"threads,omitempty"`
+	GPULayers     string    `json:"gpu_layers,omitempty"` // --gpu-layers as given; "" = the worker's default
 	StartedAt     time.Time `json:"started_at"`
 	LogFile       string    `json:"log_file"`
 	State         State     `json:"state"`

@@ -156,6 +156,9 @@ func (u *UI) openRespawnDialog(t chat.Target) {
 	if e.Threads > 0 {
 		f.threads.SetText(strconv.Itoa(e.Threads))
 	}
+	if e.GPULayers != "" && !f.layers.Disabled() {
+		f.layers.SetText(e.GPULayers)
+	}
 	if e.Port > 0 && !e.State.Live() {
 		f.port.SetText(strconv.Itoa(e.Port))
 	}
