@@ -96,6 +96,7 @@ func New(cfg Config) (*App, error) {
 		LlamaLib:      s.RuntimeDir(),
 		SpawnedBy:     wire.SpawnedByGUI,
 		ResolveModel:  a.findModel,
+		ListModels:    a.listModels,
 		StatsInterval: cfg.StatsInterval,
 		Logger:        a.log,
 	})

@@ -44,6 +44,7 @@ func runHive(args []string) int {
 		SpawnedBy:    *id,
 		HiveID:       *id,
 		ResolveModel: func(name string) (string, bool) { return models.Find(name, *folder, nil) },
+		ListModels:   func() []string { return models.List(*folder, nil) },
 	})
 	if err != nil {
 		return fail(1, "hive: %v", err)

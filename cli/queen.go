@@ -39,6 +39,7 @@ func runQueen(args []string) int {
 		"comma-separated CIDRs workers may be registered and reached in (default $"+envWorkerNetworks+"; empty: any loopback or private address)")
 	maxConns := fs.Int("max-conns-per-client", httpguard.DefaultMaxConnsPerClient, "connections one client address may hold open at once (-1 = no cap)")
 	bodyTimeout := fs.Duration("body-timeout", httpguard.DefaultBodyTimeout, "time a client has to send a request body")
+	loadTimeout := fs.Duration("load-timeout", 0, "how long a request for a model that is not loaded waits while a hive loads it (default 60s plus 1s per 100 MB of model)")
 	verbose := fs.Bool("v", false, "log debug detail")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: beekeeper queen [--addr 127.0.0.1:7833] [--heartbeat-interval 5s] [--advertise-url URL] [--worker-networks CIDRS] [--insecure]")
@@ -53,6 +54,9 @@ func runQueen(args []string) int {
 		return 2
 	}
 	*token = envDefault(*token, envQueenToken)
+	if *loadTimeout < 0 {
+		return fail(2, "--load-timeout must not be negative (0 = from the model's size)")
+	}
 	if *interval <= 0 || *retention <= 0 {
 		return fail(2, "--heartbeat-interval and --retention must be positive durations such as 5s or 10m")
 	}
@@ -78,6 +82,7 @@ func runQueen(args []string) int {
 		BodyTimeout:       *bodyTimeout,
 		HeartbeatInterval: *interval,
 		Retention:         *retention,
+		LoadTimeout:       *loadTimeout,
 		Logger:            logger,
 	})
 	if err != nil {

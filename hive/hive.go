@@ -17,6 +17,7 @@ import (
 	"github.com/beekeeper-hive/beekeeper/internal/broadcast"
 	"github.com/beekeeper-hive/beekeeper/internal/dirs"
 	"github.com/beekeeper-hive/beekeeper/localregistry"
+	"github.com/beekeeper-hive/beekeeper/models"
 	"github.com/beekeeper-hive/beekeeper/queensync"
 	"github.com/beekeeper-hive/beekeeper/spawner"
 	"github.com/beekeeper-hive/beekeeper/wire"
@@ -69,7 +70,8 @@ type Hive struct {
 	// queenChanged is closed (and replaced) when the Queen changes: the spawn-order
 	// poll waiting at the old Queen ends at once.
 	queenChanged chan struct{}
-	claimToken   string // this hive's token in spawn-order claims (see hive/orders.go)
+	claimToken   string               // this hive's token in spawn-order claims (see hive/orders.go)
+	estimates    models.EstimateCache // memory estimates of the models it reports
 
 	events broadcast.Hub[Event]
 

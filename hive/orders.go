@@ -52,6 +52,7 @@ func (h *Hive) serveOrders(ctx context.Context) {
 		clientFor string
 		since     uint64 // the Queen's order version last seen: wait for changes after it
 		lastErr   string
+		reported  time.Time // the last report of this hive's models to client
 	)
 	for ctx.Err() == nil {
 		url, token, changed := h.queenForOrders()
@@ -69,8 +70,11 @@ func (h *Hive) serveOrders(ctx context.Context) {
 				waitOrChange(ctx, changed, orderBackoffMax)
 				continue
 			}
-			client, clientFor, since, lastErr = c, url+"\x00"+token, 0, ""
+			client, clientFor, since, lastErr, reported = c, url+"\x00"+token, 0, "", time.Time{}
 			h.log.Info("taking the Queen's spawn orders for the models on this machine", "queen", url, "hive", h.opts.HiveID)
+		}
+		if reportDue(reported) && h.reportHive(ctx, client) {
+			reported = time.Now()
 		}
 		// A Queen change ends the poll at once: the next one goes to the new Queen.
 		pollCtx, cancel := context.WithCancel(ctx)
@@ -81,7 +85,7 @@ func (h *Hive) serveOrders(ctx context.Context) {
 			case <-pollCtx.Done():
 			}
 		}()
-		list, err := client.WaitSpawnOrders(pollCtx, h.opts.HiveID, since, orderPoll)
+		list, err := client.WaitSpawnOrders(pollCtx, h.opts.HiveID, since, min(orderPoll, wire.HiveReportInterval))
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, context.Canceled) {

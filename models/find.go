@@ -39,3 +39,36 @@ func Find(name, folder string, files []string) (path string, ok bool) {
 	}
 	return "", false
 }
+
+// List returns the GGUF files on this machine that Find would resolve: files (in order)
+// that exist, then the *.gguf files in folder, one path per model name (the first wins,
+// as in Find).
+func List(folder string, files []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(p string) {
+		st, err := os.Stat(p)
+		name := wire.ModelName(p)
+		if err != nil || !st.Mode().IsRegular() || seen[name] {
+			return
+		}
+		seen[name] = true
+		out = append(out, p)
+	}
+	for _, f := range files {
+		add(f)
+	}
+	if folder == "" {
+		return out
+	}
+	ents, err := os.ReadDir(folder)
+	if err != nil {
+		return out
+	}
+	for _, e := range ents {
+		if strings.EqualFold(filepath.Ext(e.Name()), ".gguf") {
+			add(filepath.Join(folder, e.Name()))
+		}
+	}
+	return out
+}

@@ -52,14 +52,45 @@ func newGateway(q *Queen, dial func(context.Context, string, string) (net.Conn, 
 	}
 }
 
+// handleModels lists every model a request can name: served by an online worker
+// (status loaded, owned_by "beekeeper"), being loaded for held requests (loading), or
+// loadable on request by some hive (loadable, owned_by the first hive that has it).
 func (g *gateway) handleModels(w http.ResponseWriter, r *http.Request) error {
-	wire.WriteJSON(w, http.StatusOK, wire.ModelList{Object: "list", Data: g.q.reg.onlineModels()})
+	wire.WriteJSON(w, http.StatusOK, wire.ModelList{Object: "list", Data: g.q.Models()})
 	return nil
+}
+
+// Models is what GET /v1/models lists, sorted by name: each model once, with its status
+// (wire.ModelLoaded, ModelLoading or ModelLoadable).
+func (q *Queen) Models() []wire.Model {
+	out := q.reg.onlineModels()
+	seen := map[string]bool{}
+	for i := range out {
+		out[i].Status = wire.ModelLoaded
+		seen[out[i].ID] = true
+	}
+	loading := q.loadingModels()
+	for _, h := range q.hives.list() {
+		for _, m := range h.Models {
+			if seen[m.Name] {
+				continue
+			}
+			seen[m.Name] = true
+			status := wire.ModelLoadable
+			if loading[m.Name] {
+				status = wire.ModelLoading
+			}
+			out = append(out, wire.Model{ID: m.Name, Object: "model", Created: h.ReportedAt.Unix(), OwnedBy: h.Hive, Status: status})
+		}
+	}
+	slices.SortFunc(out, func(a, b wire.Model) int { return strings.Compare(a.ID, b.ID) })
+	return out
 }
 
 // handleProxy routes a chat or plain completion by its "model" to the least busy online
 // worker serving it. A worker that cannot be reached is marked and, as nothing has been
-// written yet, the request is tried once more on another worker.
+// written yet, the request is tried once more on another worker. A model no online
+// worker serves but some hive can start is loaded first (load.go).
 func (g *gateway) handleProxy(w http.ResponseWriter, r *http.Request) error {
 	start := time.Now()
 	body, err := readBody(r, w, maxProxyBody)
@@ -67,7 +98,8 @@ func (g *gateway) handleProxy(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var m struct {
-		Model string `json:"model"`
+		Model  string `json:"model"`
+		Stream bool   `json:"stream"`
 	}
 	if err := decodeLenient(body, &m); err != nil {
 		return err
@@ -75,14 +107,32 @@ func (g *gateway) handleProxy(w http.ResponseWriter, r *http.Request) error {
 	if m.Model == "" {
 		return invalidField("model", "is required: one of the names GET %s lists", wire.PathModels)
 	}
+	hold := &holder{w: w, rc: http.NewResponseController(w), stream: m.Stream}
+	err = g.route(w, r, m.Model, body, hold, start)
+	switch {
+	case err == nil || r.Context().Err() != nil:
+		return nil // answered, or the client left: nobody to answer
+	case hold.started:
+		hold.fail(err) // the SSE headers are out: the error goes as an event
+		return nil
+	}
+	return err
+}
 
-	// Only models the registry knows label the metrics: a client-chosen name would mint a
-	// new series per request.
-	label := clipModel(m.Model)
+func (g *gateway) route(w http.ResponseWriter, r *http.Request, model string, body []byte, hold *holder, start time.Time) error {
+	// Only models the registry or a hive knows label the metrics: a client-chosen name
+	// would mint a new series per request.
+	label := clipModel(model)
 	var tried []string
 	var lastErr error
-	for range 2 {
-		target, err := g.q.reg.pick(m.Model, tried)
+	for attempt := 0; attempt < 2; attempt++ {
+		target, err := g.q.reg.pick(model, tried)
+		if err != nil && attempt == 0 && !hold.held {
+			var loadable bool
+			if target, loadable, err = g.loadAndPick(r, model, hold); !loadable {
+				target, err = g.q.reg.pick(model, tried) // no hive has it: the registry's answer
+			}
+		}
 		if err != nil {
 			if lastErr != nil {
 				break // the one worker we had failed and no other serves the model
@@ -94,7 +144,21 @@ func (g *gateway) handleProxy(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		tried = append(tried, target.id)
+		changed := g.q.reg.watch() // before forward: a slot freed meanwhile is not missed
 		resp, err := g.forward(r, target, body)
+		if err == nil && resp.StatusCode == http.StatusTooManyRequests && hold.held {
+			resp.Body.Close()
+			g.q.reg.release(target.id, false)
+			if g.waitBusy(r, hold, changed) {
+				tried = tried[:len(tried)-1]
+				attempt-- // waiting out a busy worker is not a failed attempt
+				continue
+			}
+			if target, err = g.q.reg.pick(model, nil); err != nil {
+				return err
+			}
+			resp, err = g.forward(r, target, body)
+		}
 		if err != nil {
 			g.q.reg.release(target.id, r.Context().Err() == nil)
 			if r.Context().Err() != nil {
@@ -104,7 +168,7 @@ func (g *gateway) handleProxy(w http.ResponseWriter, r *http.Request) error {
 			lastErr = err
 			continue
 		}
-		failed := g.stream(w, resp, target.id)
+		failed := g.stream(w, resp, target.id, hold.started)
 		resp.Body.Close()
 		g.q.reg.release(target.id, failed && r.Context().Err() == nil)
 		g.q.metrics.routed.WithLabelValues(label, strconv.Itoa(resp.StatusCode)).Inc()
@@ -161,17 +225,26 @@ var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Trans
 
 // stream copies the worker's answer through, flushing each read so every SSE event
 // reaches the client as the worker sends it. It reports whether the worker failed
-// mid-answer.
-func (g *gateway) stream(w http.ResponseWriter, resp *http.Response, workerID string) (failed bool) {
-	h := w.Header()
-	for k, vs := range resp.Header {
-		if !slices.Contains(hopHeaders, k) {
-			h[k] = vs
-		}
-	}
-	h.Set(HeaderWorker, workerID)
-	w.WriteHeader(resp.StatusCode)
+// mid-answer. With the SSE headers already sent (a request held while its model
+// loaded), a worker's error answer goes as one SSE data event.
+func (g *gateway) stream(w http.ResponseWriter, resp *http.Response, workerID string, headersSent bool) (failed bool) {
 	rc := http.NewResponseController(w)
+	if headersSent && resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxWorkerErrorBody))
+		_, _ = fmt.Fprintf(w, "data: %s\n\n", bytes.TrimSpace(b))
+		_ = rc.Flush()
+		return false
+	}
+	if !headersSent {
+		h := w.Header()
+		for k, vs := range resp.Header {
+			if !slices.Contains(hopHeaders, k) {
+				h[k] = vs
+			}
+		}
+		h.Set(HeaderWorker, workerID)
+		w.WriteHeader(resp.StatusCode)
+	}
 	_ = rc.Flush()
 
 	bp := g.bufs.Get().(*[]byte)
@@ -253,6 +326,7 @@ func (r *registry) release(id string, failed bool) {
 	if rec.inflight > 0 {
 		rec.inflight--
 	}
+	r.wake() // a slot is free: requests waiting out a busy worker try again
 	if failed {
 		rec.failedAt = now
 	}

@@ -37,6 +37,8 @@ func (q *Queen) routes() http.Handler {
 	handle("DELETE "+wire.PathSpawnOrders+"/{id}", q.handleOrderCancel)
 	handle("POST "+wire.PathSpawnOrders+"/{id}/claim", q.handleOrderClaim)
 	handle("POST "+wire.PathSpawnOrders+"/{id}/result", q.handleOrderResult)
+	handle("POST "+wire.PathHives, q.handleHiveReport)
+	handle("GET "+wire.PathHives, q.handleHives)
 	handle("GET "+wire.PathModels, q.gateway.handleModels)
 	handle("POST "+wire.PathChat, q.gateway.handleProxy)
 	handle("POST "+wire.PathCompletions, q.gateway.handleProxy)

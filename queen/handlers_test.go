@@ -37,6 +37,8 @@ func TestTokenRequiredOnEveryEndpointButHealth(t *testing.T) {
 		{"DELETE", wire.PathWorkers + "/x"},
 		{"GET", wire.PathEvents},
 		{"GET", wire.PathModels},
+		{"POST", wire.PathHives},
+		{"GET", wire.PathHives},
 		{"POST", wire.PathChat},
 		{"POST", wire.PathCompletions},
 		{"GET", wire.PathMetrics},

@@ -63,6 +63,9 @@ type Config struct {
 	// MaxOrders caps the spawn orders not yet ended: a new order beyond it is refused
 	// (503 server_busy). Default DefaultMaxOrders.
 	MaxOrders int
+	// LoadTimeout bounds how long a request for a model that is not loaded is held
+	// while a hive loads it. Default: 60 s plus a second per 100 MB of the model file.
+	LoadTimeout time.Duration
 	// SweepInterval is how often liveness is re-evaluated. Default a quarter of the
 	// heartbeat interval, capped at one second.
 	SweepInterval time.Duration
@@ -105,6 +108,8 @@ type Queen struct {
 	guard   *httpguard.Guard // Host and Origin checks, body deadline
 	reg     *registry
 	orders  *orderBook
+	hives   *hiveTable // what each hive can start
+	loads   *loads     // the models being loaded for held requests
 	metrics *metrics
 	caps    *fetcher
 	gateway *gateway
@@ -151,6 +156,9 @@ func New(cfg Config) (*Queen, error) {
 	if cfg.MaxOrders == 0 {
 		cfg.MaxOrders = DefaultMaxOrders
 	}
+	if cfg.LoadTimeout < 0 {
+		return nil, fmt.Errorf("load timeout %v is negative", cfg.LoadTimeout)
+	}
 	if cfg.MaxOrders < 0 {
 		return nil, fmt.Errorf("max orders %d is negative", cfg.MaxOrders)
 	}
@@ -196,6 +204,8 @@ func New(cfg Config) (*Queen, error) {
 	q.reg = newRegistry(cfg.Now, cfg.HeartbeatInterval, cfg.Retention, cfg.MaxWorkers)
 	q.metrics.registerStates(q.reg)
 	q.orders = newOrderBook(cfg.Now, cfg.OrderLease, cfg.Retention, cfg.MaxOrders, q.reg.workerForOrder, q.metrics.spawnOrders)
+	q.hives = newHiveTable(cfg.Now, wire.HiveReportTTL)
+	q.loads = newLoads()
 	q.caps = newFetcher(q, cfg.Capabilities, cfg.Dial)
 	q.gateway = newGateway(q, cfg.Dial)
 	q.handler = q.routes()

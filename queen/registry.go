@@ -49,6 +49,9 @@ type registry struct {
 	// subscription taken with a snapshot under mu misses nothing and repeats nothing.
 	events broadcast.Hub[wire.Event]
 	gens   uint64 // registration generations, unique across records
+	// changed is closed (and dropped) by the next event; nil until someone waits. The
+	// gateway's held requests wait on it for their model's worker.
+	changed chan struct{}
 }
 
 func newRegistry(now func() time.Time, interval, retention time.Duration, maxWorkers int) *registry {
@@ -356,6 +359,46 @@ func (r *registry) subscribe() ([]wire.Worker, <-chan wire.Event, func()) {
 	return r.listLocked(), ch, cancel
 }
 
+// watch returns a channel closed by the registry's next change (any event).
+func (r *registry) watch() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.changed == nil {
+		r.changed = make(chan struct{})
+	}
+	return r.changed
+}
+
+// comingFor reports whether a worker serving model is registered or loading: it will
+// be online soon, so a held request waits for it rather than ordering another.
+func (r *registry) comingFor(model string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rec := range r.workers {
+		if servesModel(rec, model) && (rec.w.State == wire.StateRegistered ||
+			rec.w.State == wire.StateOnline && rec.w.Status == wire.StatusLoading) {
+			return true
+		}
+	}
+	return false
+}
+
+// wake closes the channel watch handed out, if any. Caller holds r.mu.
+func (r *registry) wake() {
+	if r.changed != nil {
+		close(r.changed)
+		r.changed = nil
+	}
+}
+
+// liveWorker reports whether worker id is registered or online.
+func (r *registry) liveWorker(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec, ok := r.workers[id]
+	return ok && rec.live()
+}
+
 // close ends every subscription; later ones get a closed channel.
 func (r *registry) close() {
 	r.mu.Lock()
@@ -366,6 +409,7 @@ func (r *registry) close() {
 // publish fans an event out without blocking: a subscriber whose buffer is full is
 // dropped (its channel closed) rather than stalling the registry. Caller holds r.mu.
 func (r *registry) publish(typ string, rec *record, at time.Time) {
+	r.wake()
 	if r.events.Len() == 0 {
 		return
 	}

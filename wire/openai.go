@@ -173,6 +173,8 @@ type Model struct {
 	Object  string `json:"object"` // "model"
 	Created int64  `json:"created"`
 	OwnedBy string `json:"owned_by"`
+	// Status, at a Queen: ModelLoaded, ModelLoading or ModelLoadable; workers leave it out.
+	Status string `json:"status,omitempty"`
 }
 
 // ModelList is the body of GET /v1/models.
