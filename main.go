@@ -7,6 +7,10 @@ import (
 
 	"github.com/beekeeper-hive/beekeeper/cli"
 	_ "github.com/beekeeper-hive/beekeeper/internal/localefix" // before Fyne's locale lookup
+	"github.com/beekeeper-hive/beekeeper/spawner"
 )
 
-func main() { os.Exit(cli.Run(os.Args[1:])) }
+func main() {
+	spawner.RunHelper(os.Args[1:]) // Windows: a stop's console-signal helper; returns at once otherwise
+	os.Exit(cli.Run(os.Args[1:]))
+}

@@ -17,7 +17,7 @@ import (
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
-// CONTRACT §4.7 from the command line, all real processes: a Queen, a headless hive with
+// docs/protocol.md §4.7 from the command line, all real processes: a Queen, a headless hive with
 // the model in its folder, and `beekeeper order`, which prints the worker that serves the
 // order once it is online. The hive stopping leaves the worker running.
 func TestHeadlessHiveServesAnOrder(t *testing.T) {

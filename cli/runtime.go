@@ -16,8 +16,9 @@ func runRuntime(args []string) int {
 	fs := flag.NewFlagSet("runtime", flag.ContinueOnError)
 	dir := fs.String("dir", "", "folder to install into or look in (default: the backend's cache folder)")
 	backend := fs.String("backend", "", "prebuilt llama.cpp build: "+backendNames()+" (default: "+llamaruntime.DefaultBackend()+")")
+	platform := fs.String("platform", "", "install another platform's build (win-x64, mac-arm64, mac-x64, linux-x64, linux-arm64), e.g. for Wine or to copy to that machine (default: this machine's)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: beekeeper runtime install [--backend B] [--dir DIR] | list | where [--backend B] [--dir DIR]")
+		fmt.Fprintln(fs.Output(), "usage: beekeeper runtime install [--backend B] [--platform P] [--dir DIR] | list | where [--backend B] [--dir DIR]")
 		fs.PrintDefaults()
 	}
 	if len(args) == 0 {
@@ -33,10 +34,10 @@ func runRuntime(args []string) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 		defer stop()
 		logf := func(format string, a ...any) { fmt.Printf(format+"\n", a...) }
-		if _, err := llamaruntime.InstallBackend(ctx, *backend, *dir, logf); err != nil {
+		if _, err := llamaruntime.InstallPlatform(ctx, *platform, *backend, *dir, logf); err != nil {
 			return fail(1, "%v", err)
 		}
-		if *backend == "" {
+		if *backend == "" && (*platform == "" || *platform == llamaruntime.Platform()) {
 			suggestGPU(os.Stdout)
 		}
 		return 0

@@ -50,13 +50,13 @@ type Options struct {
 	HiveID           string // this machine's name in spawn orders; default DefaultHiveID()
 	// ResolveModel maps a model name (as workers serve it) to a GGUF file on this
 	// machine. Given it and a Queen, the hive takes the Queen's spawn orders for the
-	// models it resolves (CONTRACT §4.7); nil: it takes none.
+	// models it resolves (docs/protocol.md §4.7); nil: it takes none.
 	ResolveModel func(name string) (path string, ok bool)
 	// ListModels lists the GGUF files ResolveModel resolves (models.List). Given it, the
 	// hive reports them to the Queen with their size and estimated memory, so the
 	// Queen's gateway can load them on request and list them (wire/hives.go).
 	ListModels         func() []string
-	BindHost           string // override the worker bind address (default per CONTRACT §3)
+	BindHost           string // override the worker bind address (default per docs/protocol.md §3)
 	AdvertiseHost      string // override the host advertised to a remote Queen
 	StopWorkersOnClose bool   // Close() stops workers by default when true
 	// Passive runs no background Queen sync (short-lived commands: spawn/ps/stop/logs).

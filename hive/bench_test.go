@@ -109,7 +109,7 @@ func waitQueenViewOff(b *testing.B, url, id string) {
 	b.Fatalf("%s still listed at %s", id, url)
 }
 
-// BenchmarkOrderToOnline: a spawn order posted at the Queen (CONTRACT §4.7) until the
+// BenchmarkOrderToOnline: a spawn order posted at the Queen (docs/protocol.md §4.7) until the
 // hive that took it has its worker online there; the hive long-polls, so this is the
 // whole path: poll wake-up, claim, spawn, registration, report.
 func BenchmarkOrderToOnline(b *testing.B) {

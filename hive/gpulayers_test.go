@@ -13,6 +13,7 @@ import (
 // it, and a restart (the app's Respawn) starts the new worker with the same value.
 func TestRestartKeepsGPULayers(t *testing.T) {
 	h := openHive(t, t.TempDir(), "")
+	t.Cleanup(func() { _ = h.Close(true) }) // its workers must not outlive the test
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	e, err := h.Spawn(ctx, SpawnRequest{ModelPath: testenv.Model(t), GPULayers: "0"}, nil)

@@ -191,7 +191,7 @@ func (h *Hive) forward(ctx context.Context, changes <-chan localregistry.Change)
 	}
 }
 
-// placement picks bind address, advertised host per CONTRACT §3: loopback for a
+// placement picks bind address, advertised host per docs/protocol.md §3: loopback for a
 // loopback Queen (or none); for a remote Queen, bind all addresses and advertise the
 // local address of the route to it, unless the options say otherwise.
 func (h *Hive) placement() (bind, advertise string, err error) {

@@ -14,7 +14,7 @@ import (
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
-// Spawn orders (CONTRACT §4.7): with a Queen set and Options.ResolveModel given, the hive
+// Spawn orders (docs/protocol.md §4.7): with a Queen set and Options.ResolveModel given, the hive
 // long-polls the Queen for the pending orders it may take, takes those for models it has,
 // spawns each worker and reports it. One order never ends with two workers:
 //   - the Queen lets one claim win, and only the claim's token renews it, so two hives

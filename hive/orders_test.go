@@ -99,7 +99,7 @@ func waitOrdersDone(t testing.TB, c *queenclient.Client, ids []string, within ti
 	}
 }
 
-// CONTRACT §4.7: a hive spawns a worker on the Queen's request. Two hives have the model
+// docs/protocol.md §4.7: a hive spawns a worker on the Queen's request. Two hives have the model
 // and race for three orders; a third does not have it. Every order ends with its own
 // worker, online at the Queen, and no order gets two.
 func TestStartOrderQueenOrdersWorkers(t *testing.T) {

@@ -199,7 +199,7 @@ func TestTwoHivesAgreeOnStop(t *testing.T) {
 	}
 }
 
-// CONTRACT §4.3 twice over: the Queen restarts twice in quick succession.
+// docs/protocol.md §4.3 twice over: the Queen restarts twice in quick succession.
 func TestQueenRestartsTwiceQuickly(t *testing.T) {
 	q := startQueen(t)
 	h := openHive(t, t.TempDir(), q.URL())

@@ -19,7 +19,7 @@ import (
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
-// CONTRACT §4.1: Queen, then app, then workers.
+// docs/protocol.md §4.1: Queen, then app, then workers.
 func TestStartOrderQueenThenAppThenWorkers(t *testing.T) {
 	q := startQueen(t)
 	h := openHive(t, t.TempDir(), q.URL())
@@ -31,7 +31,7 @@ func TestStartOrderQueenThenAppThenWorkers(t *testing.T) {
 	waitEntry(t, h, a.ID, time.Second, func(e Entry) bool { return e.Sync == SyncOnline })
 }
 
-// CONTRACT §4.2: app and workers first, Queen later (the seed's Flow 1).
+// docs/protocol.md §4.2: app and workers first, Queen later (the seed's Flow 1).
 func TestStartOrderWorkersThenQueen(t *testing.T) {
 	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	h := openHive(t, t.TempDir(), "http://"+addr)
@@ -47,7 +47,7 @@ func TestStartOrderWorkersThenQueen(t *testing.T) {
 	t.Logf("Queen started after the workers: all online in %v", took)
 }
 
-// CONTRACT §4.3: the Queen restarts while workers run.
+// docs/protocol.md §4.3: the Queen restarts while workers run.
 func TestStartOrderQueenRestarts(t *testing.T) {
 	q := startQueen(t)
 	h := openHive(t, t.TempDir(), q.URL())
@@ -60,7 +60,7 @@ func TestStartOrderQueenRestarts(t *testing.T) {
 	t.Logf("Queen restarted: all online again in %v (heartbeat %v)", took, testHeartbeat)
 }
 
-// CONTRACT §4.4: the app restarts while workers run; the new hive re-adopts them.
+// docs/protocol.md §4.4: the app restarts while workers run; the new hive re-adopts them.
 func TestStartOrderAppRestarts(t *testing.T) {
 	q := startQueen(t)
 	state := t.TempDir()
@@ -94,7 +94,7 @@ func TestStartOrderAppRestarts(t *testing.T) {
 	waitQueenView(t, q.URL(), ids(b), time.Second)
 }
 
-// CONTRACT §4.5: a worker crashes; another is stopped from the app.
+// docs/protocol.md §4.5: a worker crashes; another is stopped from the app.
 func TestStartOrderWorkerCrashesAndStops(t *testing.T) {
 	q := startQueen(t)
 	h := openHive(t, t.TempDir(), q.URL())
@@ -130,7 +130,7 @@ func deref(p *int) any {
 	return *p
 }
 
-// CONTRACT §4.6: the user points the app at another Queen while workers run.
+// docs/protocol.md §4.6: the user points the app at another Queen while workers run.
 func TestStartOrderSwitchQueen(t *testing.T) {
 	q1, q2 := startQueen(t), startQueen(t)
 	h := openHive(t, t.TempDir(), q1.URL())

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
 )
 
@@ -36,7 +37,23 @@ func Install(ctx context.Context, dir string, logf func(format string, args ...a
 // when empty). It does nothing when dir already holds a finished install. logf receives
 // progress lines.
 func InstallBackend(ctx context.Context, backend, dir string, logf func(format string, args ...any)) (string, error) {
-	b, err := BuildFor(backend)
+	return InstallPlatform(ctx, "", backend, dir, logf)
+}
+
+// InstallPlatform is InstallBackend for another platform's build (platform "" = this
+// machine's; else a name of Platform's, such as win-x64): the libraries of a Windows
+// build, fetched on Linux, for Wine or to copy to that machine. The default dir is the
+// build's folder in this machine's cache, named for its platform.
+func InstallPlatform(ctx context.Context, platform, backend, dir string, logf func(format string, args ...any)) (string, error) {
+	bs, err := PlatformBuilds(platform)
+	if err != nil {
+		return "", err
+	}
+	target := platform
+	if target == "" {
+		target = runtime.GOOS + "/" + runtime.GOARCH
+	}
+	b, err := buildIn(bs, backend, target)
 	if err != nil {
 		return "", err
 	}
@@ -44,8 +61,11 @@ func InstallBackend(ctx context.Context, backend, dir string, logf func(format s
 		dir = b.Dir
 	}
 	if Installed(dir) {
-		if got := BackendOf(dir); got != b.Backend && got != BackendCustom {
-			return "", fmt.Errorf("%w: %s holds the %s build, not %s; name another folder", ErrFolderInUse, dir, got, b.Backend)
+		// A record naming another build (of any platform) is no install of this one;
+		// one naming no known package is a finished install of ours all the same.
+		if got := installedPackage(dir); got != b.Packages[0] && knownPackage(got) {
+			return "", fmt.Errorf("%w: %s holds the %s build (%s), not %s; name another folder",
+				ErrFolderInUse, dir, backendIn(bs, dir), got, b.Packages[0])
 		}
 		logf("llama.cpp %s runtime already installed in %s", b.Backend, dir)
 		return dir, nil
@@ -182,21 +202,25 @@ func isLibrary(name string) bool {
 	return strings.HasSuffix(name, ".so") || strings.HasSuffix(name, ".dylib") || strings.HasSuffix(name, ".dll")
 }
 
-// linkUnversioned adds libllama.so -> libllama.vX.so and libggml.so -> libggml.vX.so
-// (libllama.vulkan.vX.so in the GPU builds), the names yzma's loader opens.
+// linkUnversioned gives the libraries the unversioned names yzma's loader opens:
+// libllama.so -> libllama.vX.so and libggml.so -> libggml.vX.so (libllama.vulkan.vX.so in
+// the GPU builds), the same with .dylib on macOS; Windows builds are renamed instead
+// (see unversionDLLs).
 func linkUnversioned(dir string) error {
-	for _, base := range []string{"libllama", "libggml"} {
-		matches, _ := filepath.Glob(filepath.Join(dir, base+".*.so"))
-		if len(matches) == 0 {
-			continue // not a Linux package, or already unversioned
-		}
-		link := filepath.Join(dir, base+".so")
-		if _, err := os.Lstat(link); err == nil {
-			continue
-		}
-		if err := os.Symlink(filepath.Base(matches[0]), link); err != nil {
-			return fmt.Errorf("link %s: %w", link, err)
+	for _, ext := range []string{".so", ".dylib"} {
+		for _, base := range []string{"libllama", "libggml"} {
+			matches, _ := filepath.Glob(filepath.Join(dir, base+".*"+ext))
+			if len(matches) == 0 {
+				continue // not this platform's package, or already unversioned
+			}
+			link := filepath.Join(dir, base+ext)
+			if _, err := os.Lstat(link); err == nil {
+				continue
+			}
+			if err := os.Symlink(filepath.Base(matches[0]), link); err != nil {
+				return fmt.Errorf("link %s: %w", link, err)
+			}
 		}
 	}
-	return nil
+	return unversionDLLs(dir)
 }

@@ -30,6 +30,10 @@ func Load(explicit string) (string, error) {
 			loadErr = err
 			return
 		}
+		if err := searchDir(dir); err != nil {
+			loadErr = fmt.Errorf("load llama.cpp from %s: %w", dir, err)
+			return
+		}
 		if err := llama.Load(dir); err != nil {
 			loadErr = fmt.Errorf("load llama.cpp from %s: %w (is it a llama.cpp build that yzma v1.28.0 supports?)", dir, err)
 			return

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/beekeeper-hive/beekeeper/internal/dirs"
@@ -49,7 +50,59 @@ type Build struct {
 // Installed reports whether the build's cache folder holds a finished install.
 func (b Build) Installed() bool { return Installed(b.Dir) }
 
-// builds lists the prebuilt builds per platform, the default first.
+// Platforms are the npm package prefixes of node-llama-cpp's prebuilt llama.cpp, by the
+// GOOS/GOARCH they run on. `beekeeper runtime install --platform` takes these names.
+var platforms = map[string]string{
+	"linux-x64":   "linux/amd64",
+	"linux-arm64": "linux/arm64",
+	"mac-arm64":   "darwin/arm64",
+	"mac-x64":     "darwin/amd64",
+	"win-x64":     "windows/amd64",
+}
+
+// ErrUnknownPlatform is matched by the error of a platform name with no prebuilt builds.
+var ErrUnknownPlatform = errors.New("unknown llama.cpp platform")
+
+// Platform is this machine's platform name (linux-x64, win-x64, mac-arm64, ...); ""
+// where the npm registry has no llama.cpp for it.
+func Platform() string { return platformOf(runtime.GOOS + "/" + runtime.GOARCH) }
+
+func platformOf(osArch string) string {
+	for name, oa := range platforms {
+		if oa == osArch {
+			return name
+		}
+	}
+	return ""
+}
+
+// PlatformBuilds lists the prebuilt builds of a platform ("" = this machine's), the
+// default first: for installing another machine's runtime (a Windows build for Wine, a
+// folder to copy to a Mac).
+func PlatformBuilds(platform string) ([]Build, error) {
+	if platform == "" {
+		return Builds(), nil
+	}
+	osArch, ok := platforms[platform]
+	if !ok {
+		return nil, fmt.Errorf("%w %q: there are %s", ErrUnknownPlatform, platform, strings.Join(platformNames(), ", "))
+	}
+	goos, goarch, _ := strings.Cut(osArch, "/")
+	return builds(goos, goarch), nil
+}
+
+// platformNames lists the platform names, sorted.
+func platformNames() []string {
+	names := make([]string, 0, len(platforms))
+	for name := range platforms {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// builds lists the prebuilt builds per platform, the default first. Every build's
+// packages start with the platform's name (win-x64-vulkan is win-x64's Vulkan build).
 func builds(goos, goarch string) []Build {
 	var bs []Build
 	switch goos + "/" + goarch {
@@ -62,6 +115,8 @@ func builds(goos, goarch string) []Build {
 	case "linux/arm64":
 		bs = []Build{{Backend: BackendCPU, Packages: []string{"linux-arm64"}}}
 	case "darwin/arm64":
+		// Metal is the default on Apple silicon: workers offload every layer (GPU
+		// layers auto) to the GPU that shares the CPU's memory.
 		bs = []Build{{Backend: BackendMetal, Packages: []string{"mac-arm64-metal"}}}
 	case "darwin/amd64":
 		bs = []Build{{Backend: BackendCPU, Packages: []string{"mac-x64"}}}
@@ -97,10 +152,14 @@ var ErrUnknownBackend = errors.New("unknown llama.cpp backend")
 // BuildFor returns the build of a backend ("" = the default), or an error naming the
 // backends there are.
 func BuildFor(backend string) (Build, error) {
-	bs := Builds()
+	return buildIn(Builds(), backend, runtime.GOOS+"/"+runtime.GOARCH)
+}
+
+// buildIn picks a backend's build ("" = the default) out of one platform's builds.
+func buildIn(bs []Build, backend, platform string) (Build, error) {
 	if len(bs) == 0 {
-		return Build{}, fmt.Errorf("%w: no prebuilt llama.cpp for %s/%s: build llama.cpp yourself and set %s",
-			ErrUnknownBackend, runtime.GOOS, runtime.GOARCH, EnvLib)
+		return Build{}, fmt.Errorf("%w: no prebuilt llama.cpp for %s: build llama.cpp yourself and set %s",
+			ErrUnknownBackend, platform, EnvLib)
 	}
 	if backend == "" {
 		return bs[0], nil
@@ -112,7 +171,7 @@ func BuildFor(backend string) (Build, error) {
 		}
 		names[i] = b.Backend
 	}
-	return Build{}, fmt.Errorf("%w %q: %s/%s has %s", ErrUnknownBackend, backend, runtime.GOOS, runtime.GOARCH, strings.Join(names, ", "))
+	return Build{}, fmt.Errorf("%w %q: %s has %s", ErrUnknownBackend, backend, platform, strings.Join(names, ", "))
 }
 
 // DefaultDir is the cache folder of the default build.
@@ -125,22 +184,50 @@ func DefaultDir() string {
 
 // BackendOf names the backend of a runtime folder: the build its install record names,
 // else the build whose cache folder it is, else BackendCustom (a user's own build).
-func BackendOf(dir string) string {
-	if f, err := os.Open(filepath.Join(dir, markerFile)); err == nil {
-		line, _ := bufio.NewReader(f).ReadString('\n')
-		f.Close()
-		pkg := strings.TrimPrefix(strings.TrimSpace(line), NpmScope+"/")
-		pkg, _, _ = strings.Cut(pkg, "@")
-		for _, b := range Builds() {
+func BackendOf(dir string) string { return backendIn(Builds(), dir) }
+
+// backendIn is BackendOf among one platform's builds.
+func backendIn(bs []Build, dir string) string {
+	if pkg := installedPackage(dir); pkg != "" {
+		for _, b := range bs {
 			if b.Packages[0] == pkg {
 				return b.Backend
 			}
 		}
 	}
-	if b, ok := buildAt(dir); ok {
-		return b.Backend
+	for _, b := range bs {
+		if filepath.Clean(dir) == b.Dir {
+			return b.Backend
+		}
 	}
 	return BackendCustom
+}
+
+// installedPackage is the first npm package (no scope, no version) dir's install record
+// names; "" without one.
+func installedPackage(dir string) string {
+	f, err := os.Open(filepath.Join(dir, markerFile))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	line, _ := bufio.NewReader(f).ReadString('\n')
+	pkg := strings.TrimPrefix(strings.TrimSpace(line), NpmScope+"/")
+	pkg, _, _ = strings.Cut(pkg, "@")
+	return pkg
+}
+
+// knownPackage reports whether pkg holds the libraries of a build of some platform.
+func knownPackage(pkg string) bool {
+	for _, osArch := range platforms {
+		goos, goarch, _ := strings.Cut(osArch, "/")
+		for _, b := range builds(goos, goarch) {
+			if b.Packages[0] == pkg {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // buildAt returns the build whose cache folder dir is.

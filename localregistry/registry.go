@@ -177,6 +177,10 @@ func (r *Registry) see(f *os.File) {
 		f.Close()
 		return
 	}
+	if !pinSeen {
+		f.Close()
+		f = nil
+	}
 	r.pinned, r.seen = f, info
 }
 
@@ -339,7 +343,7 @@ func checkTransitions(current, next map[string]Entry) error {
 // read loads the file; a missing file is empty, a corrupt one is moved aside (setAside).
 func (r *Registry) read() (entries map[string]Entry, setAside bool, err error) {
 	out := map[string]Entry{}
-	f0, err := os.Open(r.path)
+	f0, err := openShared(r.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		r.see(nil)
 		return out, false, nil
@@ -403,7 +407,7 @@ func decode(b []byte) (file, error) {
 
 func (r *Registry) moveAside(cause error) error {
 	aside := fmt.Sprintf("%s.corrupt-%s", r.path, time.Now().UTC().Format("20060102T150405.000000000"))
-	if err := os.Rename(r.path, aside); err != nil {
+	if err := renameFile(r.path, aside); err != nil {
 		return fmt.Errorf("registry %s is corrupt (%v) and could not be moved aside: %w", r.path, cause, err)
 	}
 	r.log.Warn("local registry was corrupt; moved it aside",
@@ -423,7 +427,7 @@ func (r *Registry) write(m map[string]Entry) error {
 		return fmt.Errorf("encode registry: %w", err)
 	}
 	dir := filepath.Dir(r.path)
-	tmp, err := os.CreateTemp(dir, FileName+".tmp-*")
+	tmp, err := createTemp(dir, FileName+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("write registry: %w", err)
 	}
@@ -436,7 +440,7 @@ func (r *Registry) write(m map[string]Entry) error {
 		tmp.Close()
 		return fmt.Errorf("sync registry: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), r.path); err != nil {
+	if err := renameFile(tmp.Name(), r.path); err != nil {
 		tmp.Close()
 		r.forgetSeen()
 		return fmt.Errorf("replace registry: %w", err)

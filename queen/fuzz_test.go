@@ -10,7 +10,7 @@ import (
 
 // FuzzRegister feeds the registration decoder and validator arbitrary bodies: it must
 // never panic, must reject with a 4xx APIError, and whatever it accepts must satisfy
-// every rule of CONTRACT section 2.
+// every rule of docs/protocol.md §2.
 func FuzzRegister(f *testing.F) {
 	f.Add([]byte(`{"worker_id":"worker-llm-8080","hostname":"127.0.0.1","port":8080,"worker_type":"llm","model":"stories260K","spawned_by":"gui"}`))
 	f.Add([]byte(`{"worker_id":"w","hostname":"::1","port":65535,"worker_type":"llm","model":"m"}`))

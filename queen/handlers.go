@@ -124,13 +124,13 @@ func (q *Queen) register(w http.ResponseWriter, r *http.Request, req wire.Regist
 	}
 	q.metrics.registrations.WithLabelValues("ok").Inc()
 	if req.SpawnOrderID != "" {
-		// The worker runs: its order is done, whoever holds it (CONTRACT §4.7).
+		// The worker runs: its order is done, whoever holds it (docs/protocol.md §4.7).
 		q.orders.completeByWorker(req.SpawnOrderID, req.WorkerID, req.SpawnedBy)
 	}
 	if res.fetch {
 		q.caps.enqueue(res.rec)
 	}
-	// CONTRACT §2: the answer says "registered" even when an online worker re-registers
+	// docs/protocol.md §2: the answer says "registered" even when an online worker re-registers
 	// (it stays online in the registry and GET /v1/workers).
 	wire.WriteJSON(w, http.StatusOK, wire.RegisterResponse{
 		WorkerID:            res.worker.WorkerID,

@@ -155,7 +155,7 @@ func TestFetchBelongsToItsRecord(t *testing.T) {
 	}
 }
 
-// TestReRegisterAnswersRegisteredWhileOnline guards CONTRACT §2: the registration
+// TestReRegisterAnswersRegisteredWhileOnline guards docs/protocol.md §2: the registration
 // answer says "registered", while an online worker stays online in the registry.
 func TestReRegisterAnswersRegisteredWhileOnline(t *testing.T) {
 	_, srv, _ := newTestQueen(t, Config{Capabilities: FetchConfig{Attempts: 1, Timeout: 50 * time.Millisecond}})

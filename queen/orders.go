@@ -11,7 +11,7 @@ import (
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
-// Spawn orders (CONTRACT §4.7, wire/spawn.go): someone asks for a worker serving a model,
+// Spawn orders (docs/protocol.md §4.7, wire/spawn.go): someone asks for a worker serving a model,
 // a hive takes the order and spawns the worker, and the worker's registration (or the
 // hive's report) completes it. The book lives in memory like the worker registry: a
 // restarted Queen forgets its orders. A requester then gets 404 for its order id and asks

@@ -13,7 +13,7 @@ import (
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
-// Spawn orders (CONTRACT §4.7, wire/spawn.go): the requester's and the hive's side.
+// Spawn orders (docs/protocol.md §4.7, wire/spawn.go): the requester's and the hive's side.
 
 // longPollSlack is how much longer than its wait a long-poll may take before the client
 // gives up on the Queen.

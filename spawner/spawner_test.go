@@ -1,3 +1,5 @@
+//go:build unix
+
 package spawner
 
 import (
@@ -116,7 +118,7 @@ func startChild(t *testing.T, script string) *Process {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := track(cmd, 300*time.Millisecond)
+	p := track(cmd, nil, 300*time.Millisecond)
 	t.Cleanup(func() {
 		select {
 		case <-p.Done(): // reaped: the pid may belong to someone else now

@@ -11,7 +11,7 @@ type RegisterRequest struct {
 	WorkerType string `json:"worker_type"`
 	Model      string `json:"model"`
 	SpawnedBy  string `json:"spawned_by"`
-	// SpawnOrderID, when the worker was started for a spawn order (CONTRACT §4.7),
+	// SpawnOrderID, when the worker was started for a spawn order (docs/protocol.md §4.7),
 	// completes that order at the Queen.
 	SpawnOrderID string `json:"spawn_order_id,omitempty"`
 	// WorkerKey is the worker process's secret identity key (docs/security.md). The

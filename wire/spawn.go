@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Spawn orders (CONTRACT §4.7): someone asks the Queen for a worker serving a model; a
+// Spawn orders (docs/protocol.md §4.7): someone asks the Queen for a worker serving a model; a
 // hive that has the model takes the order, spawns the worker, and the worker's
 // registration completes the order. The hive pulls orders from the Queen, so a hive
 // behind NAT or a firewall can serve them.

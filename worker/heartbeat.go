@@ -28,7 +28,7 @@ const (
 	backoffMax       = 30 * time.Second       // never wait longer than this for a Queen
 )
 
-// heartbeater keeps the worker's Queen, if any, informed (CONTRACT §1 "the hybrid half").
+// heartbeater keeps the worker's Queen, if any, informed (docs/protocol.md §1, "Heartbeats").
 // One goroutine (run) owns the sending; adopt and ready only poke it.
 type heartbeater struct {
 	w      *Worker
@@ -85,7 +85,7 @@ func errAdoptRefused(why string) error {
 		why, wire.EnvAPIToken, wire.HeaderWorkerKey)
 }
 
-// mayAdopt decides whether r may make queenURL the worker's Queen (CONTRACT §5, "adoption
+// mayAdopt decides whether r may make queenURL the worker's Queen (docs/protocol.md §5, "adoption
 // needs trust"): a request that passed the token check of a worker with a token, or one
 // carrying the worker's identity key, may; otherwise the request must come from an
 // address of the Queen it names, and the worker must follow no Queen yet or be handed
@@ -163,7 +163,7 @@ func (w *Worker) handleAdopt(rw http.ResponseWriter, r *http.Request) error {
 // heartbeat turns the worker online without waiting for the next interval. A Queen the
 // worker moves away from is not told: a different URL may well name the same Queen
 // (localhost vs 127.0.0.1, a TLS proxy), which would then delete the worker it just
-// adopted; a Queen really left ages the record out (CONTRACT §1 asks nothing more).
+// adopted; a Queen really left ages the record out (docs/protocol.md §1 asks nothing more).
 func (h *heartbeater) adopt(raw, token string) {
 	raw = strings.TrimRight(raw, "/")
 	h.mu.Lock()
@@ -282,7 +282,7 @@ func (h *heartbeater) beat(ctx context.Context, queen string) error {
 	return nil
 }
 
-// register sends the payload a spawner would send (CONTRACT §1: self-registration).
+// register sends the payload a spawner would send (docs/protocol.md §1: self-registration).
 func (h *heartbeater) register(ctx context.Context, queen string) error {
 	cfg := h.w.cfg
 	req := wire.RegisterRequest{

@@ -135,7 +135,7 @@ func (q *queenPeer) snapshot() (regs, beats int) {
 // token and the key, and says goodbye (with the key) on SIGTERM.
 func TestHeartbeatAdoptionAndSelfRegistration(t *testing.T) {
 	q := newQueenPeer(t, "tok")
-	// Started for a spawn order: the self-registration names it (CONTRACT §4.7).
+	// Started for a spawn order: the self-registration names it (docs/protocol.md §4.7).
 	w := testenv.StartWorker(t, "--api-token", "tok", "--spawned-by", "gui", "--spawn-order", "order-test1")
 	if regs, beats := q.snapshot(); regs != 0 || beats != 0 {
 		t.Fatalf("a Queenless worker sent %d registrations, %d heartbeats", regs, beats)

@@ -378,7 +378,7 @@ func TestSIGTERMDuringStream(t *testing.T) {
 	t.Logf("exited %s after SIGTERM", time.Since(sent))
 }
 
-// TestSIGTERMRefusesNewRequests guards "SIGTERM = stop accepting" (CONTRACT §1): while
+// TestSIGTERMRefusesNewRequests guards "SIGTERM = stop accepting" (docs/protocol.md §1): while
 // the worker says goodbye to its Queen the listener is still open, and a request arriving
 // then must get a 503 JSON error (or a refused connection), never a 200 with no tokens;
 // the stream in flight still ends with [DONE].
@@ -549,7 +549,7 @@ func TestParallelSlotsDoNotInterfere(t *testing.T) {
 	}
 }
 
-// TestUnknownPathAndWrongMethodAreJSONErrors guards CONTRACT §1's OpenAI-shaped errors
+// TestUnknownPathAndWrongMethodAreJSONErrors guards docs/protocol.md §1's OpenAI-shaped errors
 // beyond the routes: an unknown path is a JSON 404, a known path with the wrong method a
 // JSON 405 naming the right one in Allow (not the mux's plain text).
 func TestUnknownPathAndWrongMethodAreJSONErrors(t *testing.T) {

@@ -167,7 +167,7 @@ func newQueenPeerAt(t *testing.T, addr string) *queenPeer {
 	return q
 }
 
-// TestAdoptionNeedsTrust (issue 15 item 4, CONTRACT §5): the hand-over to a Queen is a
+// TestAdoptionNeedsTrust (issue 15 item 4, docs/protocol.md §5): the hand-over to a Queen is a
 // POST the worker trusts only with its token, its identity key, or from the Queen's own
 // address (and then only when the worker follows no Queen, or that request comes from
 // the Queen it follows).

@@ -42,7 +42,7 @@ func (w *Worker) routes() http.Handler {
 	route(http.MethodPost, wire.PathChat, w.handle(w.handleChat))
 	route(http.MethodPost, wire.PathCompletions, w.handle(w.handleCompletion))
 	route(http.MethodPost, wire.PathEmbeddings, w.handle(w.handleEmbeddings))
-	// Everything else gets an OpenAI-shaped JSON error (CONTRACT §1), not the mux's plain
+	// Everything else gets an OpenAI-shaped JSON error (docs/protocol.md §1), not the mux's plain
 	// text: "/" matches any method and path the routes above do not.
 	mux.Handle("/", w.handle(func(rw http.ResponseWriter, r *http.Request) error {
 		method, ok := allow[r.URL.Path]

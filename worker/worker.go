@@ -1,5 +1,5 @@
 // Package worker owns one `beekeeper worker` process: it serves one GGUF model over the
-// OpenAI-compatible HTTP API of CONTRACT §1 and keeps its Queen informed by heartbeats.
+// OpenAI-compatible HTTP API of docs/protocol.md §1 and keeps its Queen informed by heartbeats.
 package worker
 
 import (
@@ -13,7 +13,6 @@ import (
 	"os"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/beekeeper-hive/beekeeper/internal/httpguard"
@@ -214,7 +213,7 @@ func Run(ctx context.Context, cfg Config) error {
 	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
+		if addrInUse(err) {
 			return &PortInUseError{Addr: addr, Err: err}
 		}
 		return fmt.Errorf("listen on %s: %w", addr, err)

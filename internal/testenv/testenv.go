@@ -20,6 +20,14 @@ import (
 // ModelSHA256 is the published digest of ../shared/models/stories260K.gguf.
 const ModelSHA256 = "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d"
 
+// EnvModel names the test model's path; the default is ../shared/models/stories260K.gguf
+// beside the repository.
+const EnvModel = "BEEKEEPER_TEST_MODEL"
+
+// ModelSource is where the public test model comes from, for a clone without
+// ../shared: llama.cpp's own CI model, from Karpathy's llama2.c "tinyllamas" (MIT).
+const ModelSource = "https://huggingface.co/ggml-org/models-moved/resolve/main/tinyllamas/stories260K.gguf"
+
 // EnvBinary names a prebuilt beekeeper binary; scripts/test.sh sets it so that every
 // test package shares one build.
 const EnvBinary = "BEEKEEPER_BIN"
@@ -77,12 +85,13 @@ func Model(tb testing.TB) string {
 	root := RepoRoot(tb)
 	modelOnce.Do(func() {
 		p := filepath.Join(root, "..", "shared", "models", "stories260K.gguf")
-		if v := os.Getenv("BEEKEEPER_TEST_MODEL"); v != "" {
+		if v := os.Getenv(EnvModel); v != "" {
 			p = v
 		}
 		f, err := os.Open(p)
 		if err != nil {
-			modelErr = fmt.Errorf("test model missing: %w (it ships in ../shared/models beside the repo)", err)
+			modelErr = fmt.Errorf("test model missing: %w (download stories260K.gguf, 1.2 MB, sha256 %s, from %s and set %s to its path, or put it at ../shared/models/ beside the repository)",
+				err, ModelSHA256, ModelSource, EnvModel)
 			return
 		}
 		defer f.Close()
