@@ -183,8 +183,18 @@ func TestEmbeddedQueenOnTakenAddressNamesTheFix(t *testing.T) {
 
 	free := taken.Addr().(*net.TCPAddr)
 	taken.Close()
+	// The port just freed is an ephemeral one: any process's outgoing connection may take
+	// it meanwhile, so a second free port is tried before calling that a failure.
 	if err := a.SetQueen(context.Background(), QueenEmbedded, free.String(), "tok"); err != nil {
-		t.Fatalf("SetQueen on a free address: %v", err)
+		l, lerr := net.Listen("tcp", "127.0.0.1:0")
+		if lerr != nil {
+			t.Fatal(lerr)
+		}
+		free = l.Addr().(*net.TCPAddr)
+		l.Close()
+		if err := a.SetQueen(context.Background(), QueenEmbedded, free.String(), "tok"); err != nil {
+			t.Fatalf("SetQueen on a free address: %v", err)
+		}
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for st := a.QueenState(); !(st.Embedded && st.Connected); st = a.QueenState() {

@@ -533,12 +533,12 @@ func (s *soak) request(hc *http.Client, model string) reqResult {
 		r.err = fmt.Sprintf("status %d", resp.StatusCode)
 		return r
 	}
-	if r.worker == "" {
-		s.violation("a %s answer without %s", model, queen.HeaderWorker)
-	}
 	sc := bufio.NewScanner(resp.Body)
 	done := false
 	for sc.Scan() {
+		if id, ok := strings.CutPrefix(sc.Text(), ": worker "); ok && r.worker == "" {
+			r.worker = id // a request held while its model loaded: named in the stream
+		}
 		line := strings.TrimPrefix(sc.Text(), "data: ")
 		if line == "[DONE]" {
 			done = true
@@ -555,6 +555,9 @@ func (s *soak) request(hc *http.Client, model string) reqResult {
 		r.err = err.Error()
 	} else if !done {
 		r.err = "stream ended without [DONE]"
+	}
+	if done && r.worker == "" {
+		s.violation("a %s answer that names no worker (%s header or \": worker\" comment)", model, queen.HeaderWorker)
 	}
 	s.checkHang(&r, ctx)
 	return r

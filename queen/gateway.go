@@ -244,6 +244,10 @@ func (g *gateway) stream(w http.ResponseWriter, resp *http.Response, workerID st
 		}
 		h.Set(HeaderWorker, workerID)
 		w.WriteHeader(resp.StatusCode)
+	} else {
+		// A held stream's headers went out before a worker was known: name it in an
+		// SSE comment instead (clients skip comments).
+		_, _ = fmt.Fprintf(w, ": worker %s\n\n", workerID)
 	}
 	_ = rc.Flush()
 
