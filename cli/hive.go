@@ -42,6 +42,8 @@ func runSpawn(args []string) int {
 	port := fs.Int("port", 0, "port (default the first free one in 8080..8200)")
 	ctxSize := fs.Int("ctx-size", 0, "context size (default the worker's)")
 	threads := fs.Int("threads", 0, "CPU threads (default the worker's)")
+	gpuLayers := fs.String("gpu-layers", "", "layers on the GPU: auto, all, a count, 0 = CPU only (default the worker's: auto)")
+	ttl := fs.Duration("ttl", 0, "stop the worker after this long with no request, e.g. 10m (default 0: keep running)")
 	if err := fs.Parse(args); err != nil {
 		return exitFlags(err)
 	}
@@ -58,7 +60,7 @@ func runSpawn(args []string) int {
 	defer stop()
 	e, err := h.Spawn(ctx, hive.SpawnRequest{
 		ModelPath: *model, WorkerType: *wtype, Port: *port,
-		CtxSize: *ctxSize, Threads: *threads, RegisterWithQueen: true,
+		CtxSize: *ctxSize, Threads: *threads, GPULayers: *gpuLayers, TTL: *ttl, RegisterWithQueen: true,
 	}, func(p hive.SpawnProgress) {
 		switch p.Phase {
 		case hive.PhaseStarting:

@@ -26,6 +26,7 @@ func runHive(args []string) int {
 	token := fs.String("token", "", "Queen token, also handed to the workers (default $"+wire.EnvQueenToken+"; the flag shows it in ps)")
 	folder := fs.String("models", dirs.Models(), "folder of the GGUF models this hive may start for spawn orders")
 	id := fs.String("id", hive.DefaultHiveID(), "this hive's name in spawn orders")
+	ttl := fs.Duration("ttl", 0, "stop workers started for spawn orders after this long with no request, e.g. 10m (default 0: keep them); the next request loads them again")
 	if err := fs.Parse(args); err != nil {
 		return exitFlags(err)
 	}
@@ -45,6 +46,7 @@ func runHive(args []string) int {
 		HiveID:       *id,
 		ResolveModel: func(name string) (string, bool) { return models.Find(name, *folder, nil) },
 		ListModels:   func() []string { return models.List(*folder, nil) },
+		OrderTTL:     *ttl,
 	})
 	if err != nil {
 		return fail(1, "hive: %v", err)

@@ -31,6 +31,7 @@ func runWorker(args []string) int {
 	fs.IntVar(&cfg.CtxSize, "ctx-size", 0, "context size per slot in tokens (default the model's, at most 4096)")
 	fs.IntVar(&cfg.Threads, "threads", 0, "CPU threads (default 1 for a model under 256 MiB, else the physical cores)")
 	fs.IntVar(&cfg.Parallel, "parallel", 1, "requests generated at once, decoded together in one batch (slots)")
+	fs.DurationVar(&cfg.IdleTTL, "ttl", 0, "stop after this long with no request, e.g. 10m (default 0: keep running); a hive then loads the model again on request")
 	fs.BoolVar(&cfg.Embeddings, "embeddings", false, "also serve /v1/embeddings (a second context; pooling from the model, mean when it names none)")
 	fs.StringVar(&cfg.GPULayers, "gpu-layers", "auto", "layers on the GPU: auto (as many as fit in free device memory), all, or a count; 0 = CPU only")
 	fs.IntVar(&cfg.Queue, "queue", 0, "requests that may wait for a slot before 429 (default 4 per slot; -1 none)")

@@ -45,9 +45,13 @@ type Options struct {
 	WorkerBinary     string // the beekeeper binary to run as `worker`; default os.Executable()
 	LlamaLib         string // llama.cpp library folder handed to workers; default: the worker locates it
 	QueenURL         string // "" = Queenless
-	QueenToken       string // bearer token for the Queen, also handed to workers (in their environment, never argv)
-	SpawnedBy        string // spawned_by sent to the Queen; default "gui"
-	HiveID           string // this machine's name in spawn orders; default DefaultHiveID()
+	// OrderTTL is the idle TTL of the workers started for the Queen's spawn orders
+	// (loaded on request): they stop after that long unused, and the next request
+	// loads them again. 0 = they keep running.
+	OrderTTL   time.Duration
+	QueenToken string // bearer token for the Queen, also handed to workers (in their environment, never argv)
+	SpawnedBy  string // spawned_by sent to the Queen; default "gui"
+	HiveID     string // this machine's name in spawn orders; default DefaultHiveID()
 	// ResolveModel maps a model name (as workers serve it) to a GGUF file on this
 	// machine. Given it and a Queen, the hive takes the Queen's spawn orders for the
 	// models it resolves (docs/protocol.md §4.7); nil: it takes none.
@@ -72,11 +76,12 @@ type Options struct {
 // SpawnRequest asks for one worker.
 type SpawnRequest struct {
 	ModelPath  string
-	WorkerType string // default "llm"
-	CtxSize    int    // 0 = the worker's default
-	Threads    int    // 0 = the worker's default
-	GPULayers  string // "auto" or a layer count for --gpu-layers; "" = the worker's default
-	Port       int    // 0 = first free port in the range; a taken explicit port is ErrPortTaken
+	WorkerType string        // default "llm"
+	CtxSize    int           // 0 = the worker's default
+	Threads    int           // 0 = the worker's default
+	GPULayers  string        // "auto" or a layer count for --gpu-layers; "" = the worker's default
+	TTL        time.Duration // the worker stops after this long idle (--ttl); 0 = keeps running
+	Port       int           // 0 = first free port in the range; a taken explicit port is ErrPortTaken
 	// RegisterWithQueen registers the worker with the configured Queen at once (fast
 	// path) when true; the background sync registers it anyway while a Queen is set.
 	RegisterWithQueen bool

@@ -274,7 +274,7 @@ func (h *Hive) Spawn(ctx context.Context, req SpawnRequest, progress func(SpawnP
 		BindHost: bind, AdvertiseHost: advertise,
 		Model: wire.ModelName(req.ModelPath), ModelPath: req.ModelPath,
 		WorkerType: req.WorkerType, SpawnedBy: h.opts.SpawnedBy,
-		CtxSize: req.CtxSize, Threads: req.Threads, GPULayers: req.GPULayers,
+		CtxSize: req.CtxSize, Threads: req.Threads, GPULayers: req.GPULayers, TTL: ttlText(req.TTL),
 		State: StateStarting, Sync: SyncOff, QueenURL: queenURL,
 		SpawnOrder: req.SpawnOrder,
 		ClaimPID:   h.self, ClaimStart: h.selfStart,
@@ -319,7 +319,7 @@ func (h *Hive) Spawn(ctx context.Context, req SpawnRequest, progress func(SpawnP
 	portMin, portMax := h.PortRange()
 	proc, err := h.sp.Start(ctx, spawner.Spec{
 		ModelPath: req.ModelPath, WorkerType: req.WorkerType,
-		CtxSize: req.CtxSize, Threads: req.Threads, GPULayers: req.GPULayers,
+		CtxSize: req.CtxSize, Threads: req.Threads, GPULayers: req.GPULayers, TTL: req.TTL,
 		Port: req.Port, PortMin: portMin, PortMax: portMax,
 		BindHost: bind, AdvertiseHost: advertise,
 		SpawnedBy: h.opts.SpawnedBy, QueenURL: queenURL, Token: token,
@@ -464,7 +464,7 @@ func (h *Hive) Restart(ctx context.Context, id string) (Entry, error) {
 	}
 	return h.Spawn(ctx, SpawnRequest{
 		ModelPath: e.ModelPath, WorkerType: e.WorkerType,
-		CtxSize: e.CtxSize, Threads: e.Threads, GPULayers: e.GPULayers, Port: e.Port,
+		CtxSize: e.CtxSize, Threads: e.Threads, GPULayers: e.GPULayers, TTL: parseTTL(e.TTL), Port: e.Port,
 		RegisterWithQueen: true,
 	}, nil)
 }
@@ -676,4 +676,18 @@ func (h *Hive) isClosed() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.closed
+}
+
+// ttlText is a TTL as the registry keeps it: "" for none.
+func ttlText(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return d.String()
+}
+
+// parseTTL reads a recorded TTL back; a bad one is none.
+func parseTTL(s string) time.Duration {
+	d, _ := time.ParseDuration(s)
+	return d
 }

@@ -67,11 +67,17 @@ func modelCopy(t testing.TB, dir, name string) string {
 // openModelHive is a hive named id that can start the given model files.
 func openModelHive(t testing.TB, queenURL, id string, paths ...string) *Hive {
 	t.Helper()
+	return openModelHiveTTL(t, queenURL, id, 0, paths...)
+}
+
+// openModelHiveTTL is openModelHive whose order workers stop after ttl idle.
+func openModelHiveTTL(t testing.TB, queenURL, id string, ttl time.Duration, paths ...string) *Hive {
+	t.Helper()
 	min, max := portRange(t)
 	h, err := Open(Options{
 		StateDir: t.TempDir(), PortMin: min, PortMax: max,
 		WorkerBinary: testenv.Binary(t), QueenURL: queenURL, SyncInterval: time.Second,
-		HiveID: id,
+		HiveID: id, OrderTTL: ttl,
 		ResolveModel: func(name string) (string, bool) {
 			for _, p := range paths {
 				if wire.ModelName(p) == name {

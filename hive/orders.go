@@ -164,7 +164,7 @@ func (h *Hive) takeOrder(ctx context.Context, c *queenclient.Client, o wire.Spaw
 		h.renewOrder(spawnCtx, c, o.OrderID, claim, renewEvery(taken.LeaseMS), abandon, log)
 	}()
 	e, err := h.Spawn(spawnCtx, SpawnRequest{
-		ModelPath: path, WorkerType: o.WorkerType, CtxSize: o.CtxSize,
+		ModelPath: path, WorkerType: o.WorkerType, CtxSize: o.CtxSize, TTL: h.opts.OrderTTL,
 		RegisterWithQueen: true, SpawnOrder: o.OrderID,
 	}, nil)
 	lost := spawnCtx.Err() != nil && ctx.Err() == nil

@@ -86,6 +86,7 @@ type Entry struct {
 	CtxSize       int       `json:"ctx_size,omitempty"`
 	Threads       int       `json:"threads,omitempty"`
 	GPULayers     string    `json:"gpu_layers,omitempty"` // --gpu-layers as given; "" = the worker's default
+	TTL           string    `json:"ttl,omitempty"`        // --ttl as given; "" = keeps running
 	StartedAt     time.Time `json:"started_at"`
 	LogFile       string    `json:"log_file"`
 	State         State     `json:"state"`

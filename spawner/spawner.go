@@ -46,8 +46,9 @@ type Spec struct {
 	ModelPath        string
 	WorkerType       string // default "llm"
 	CtxSize, Threads int
-	GPULayers        string // --gpu-layers: "auto" or a count; "" = the worker's default, and no flag
-	Port             int    // 0 = first free port in PortMin..PortMax
+	GPULayers        string        // --gpu-layers: "auto" or a count; "" = the worker's default, and no flag
+	TTL              time.Duration // --ttl: stop after this long idle; 0 = keep running
+	Port             int           // 0 = first free port in PortMin..PortMax
 	PortMin, PortMax int
 	BindHost         string // default 127.0.0.1
 	AdvertiseHost    string // default BindHost (or 127.0.0.1 for a wildcard bind)
@@ -370,6 +371,9 @@ func (s *Spawner) args(spec Spec, id string, port int) []string {
 	}
 	if spec.GPULayers != "" {
 		a = append(a, "--gpu-layers", spec.GPULayers)
+	}
+	if spec.TTL > 0 {
+		a = append(a, "--ttl", spec.TTL.String())
 	}
 	if lib := s.LlamaLib(); lib != "" {
 		a = append(a, "--llama-lib", lib)

@@ -77,6 +77,8 @@ func (w *Worker) completeMany(rw http.ResponseWriter, r *http.Request, e *engine
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	defer context.AfterFunc(w.stopping, cancel)()
+	w.used.touch()
+	defer w.used.touch()
 	tickets := make([]*engine.Ticket, 0, len(jobs))
 	for _, job := range jobs {
 		t, err := e.Admit(ctx, job)

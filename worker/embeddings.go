@@ -30,6 +30,8 @@ func (w *Worker) handleEmbeddings(rw http.ResponseWriter, r *http.Request) error
 	case req.Dimensions != nil:
 		return wire.NewError(http.StatusBadRequest, wire.CodeInvalidField, "dimensions is not supported: the model's vectors have a fixed size")
 	}
+	w.used.touch()
+	defer w.used.touch()
 	res, err := e.Embed(r.Context(), req.Input)
 	var ctxErr *engine.ContextExceededError
 	switch {

@@ -214,3 +214,24 @@ func TestPenaltiesChangeTheAnswer(t *testing.T) {
 		t.Fatalf("frequency_penalty 2 left the answer as it was: %q", plain)
 	}
 }
+
+// TestIdleTTLStopsTheWorker: with --ttl the worker stops by itself (exit 0, the Queen
+// told) once it has served nothing for that long, and never in the middle of a request
+// that outlasts the TTL.
+func TestIdleTTLStopsTheWorker(t *testing.T) {
+	w := testenv.StartWorker(t, "--ttl", "400ms")
+	// A stream longer than the TTL is served whole.
+	status, body := post(t, w.URL+wire.PathCompletions, map[string]any{"prompt": storyPrompt, "max_tokens": 1800,
+		"temperature": 0, "ignore_eos": true, "stream": true})
+	if status != 200 || !strings.HasSuffix(string(body), "data: [DONE]\n\n") {
+		t.Fatalf("a request longer than the TTL: %d, ends %q", status, body[max(0, len(body)-40):])
+	}
+	start := time.Now()
+	if code := w.Wait(10 * time.Second); code != 0 {
+		t.Fatalf("the idle worker exited with %d, want 0", code)
+	}
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Fatalf("the worker stopped %v after its last request, before its 400 ms TTL", took)
+	}
+	w.WaitOutput("idle for the TTL", time.Second)
+}

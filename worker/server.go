@@ -169,6 +169,8 @@ func (w *Worker) generate(rw http.ResponseWriter, r *http.Request, e *engine.Eng
 	stopWatch := context.AfterFunc(w.stopping, cancel)
 	defer stopWatch()
 
+	w.used.touch()
+	defer w.used.touch()
 	ticket, err := e.Admit(ctx, job)
 	if err != nil {
 		if errors.Is(err, engine.ErrBusy) {

@@ -39,8 +39,11 @@ type Config struct {
 	Queue         int    // requests that may wait for a slot; 0 = 4 per slot; -1 = none
 	GPULayers     string // auto (default), all, or a count; 0 = CPU only
 	Embeddings    bool   // serve /v1/embeddings from a second context
-	APIToken      string // the bearer token; `beekeeper worker` reads it from $BEEKEEPER_API_TOKEN
-	LlamaLib      string
+	// IdleTTL stops the worker after that long with no request (0 = never), so a hive
+	// unloads a model nobody uses; the next request for it loads it again.
+	IdleTTL  time.Duration
+	APIToken string // the bearer token; `beekeeper worker` reads it from $BEEKEEPER_API_TOKEN
+	LlamaLib string
 	// WorkerKey is the process's secret identity key, sent to the Queen with every
 	// registration, heartbeat and deregistration (docs/security.md). "" = a new random
 	// one; `beekeeper worker` takes $BEEKEEPER_WORKER_KEY when a spawner set it.
@@ -144,6 +147,9 @@ func (c *Config) normalize() error {
 			return &ArgError{fmt.Sprintf("--queen-url: %v", err)}
 		}
 	}
+	if c.IdleTTL < 0 {
+		return &ArgError{"--ttl must not be negative (0 keeps the worker running)"}
+	}
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = 3 * time.Second
 	}
@@ -185,6 +191,7 @@ type Worker struct {
 
 	progress atomic.Uint32 // float32 bits of the load progress
 	engine   atomic.Pointer[engine.Engine]
+	used     lastUse // for --ttl
 	offload  offload // set before engine is stored
 
 	guard *httpguard.Guard // Host and Origin checks, body deadline
@@ -256,8 +263,11 @@ func Run(ctx context.Context, cfg Config) error {
 	case err = <-loaded:
 		if err == nil {
 			w.heartbeats.ready()
+			idle := w.idleAfter(cfg.IdleTTL)
 			select {
 			case <-ctx.Done():
+			case <-idle:
+				w.log.Info("idle for the TTL: stopping", "ttl", cfg.IdleTTL)
 			case err = <-serveErr:
 				err = fmt.Errorf("http server: %w", err)
 			}
