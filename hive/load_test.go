@@ -370,3 +370,64 @@ func TestLoadFailureReachesTheSDKStream(t *testing.T) {
 		t.Fatalf("want the load's error from the stream, got %v", err)
 	}
 }
+
+// TTL: a worker idle past its TTL is stopped and forgotten by the Queen, and the next
+// request for its model loads it again (a second order) and is answered.
+func TestLoadOnRequestAgainAfterTTL(t *testing.T) {
+	q, c := startLoadQueen(t, 60*time.Second)
+	dir := t.TempDir()
+	h := openModelHiveTTL(t, q.URL(), "hive-ttl", 1500*time.Millisecond, modelCopy(t, dir, "ttl-model"))
+	waitHiveReports(t, c, "hive-ttl")
+
+	first := complete(q.URL(), "ttl-model", false)
+	if first.err != nil || first.status != http.StatusOK {
+		t.Fatalf("first request: %d %v %s", first.status, first.err, first.body)
+	}
+	testenv.WaitFor(t, "the idle worker stopped and forgotten", 20*time.Second, func() bool {
+		if hiveHas(h, first.worker) {
+			return false
+		}
+		ws, err := c.List(context.Background())
+		if err != nil {
+			return false
+		}
+		for _, w := range ws {
+			if w.WorkerID == first.worker && (w.State == wire.StateOnline || w.State == wire.StateRegistered) {
+				return false
+			}
+		}
+		return true
+	})
+
+	start := time.Now()
+	again := complete(q.URL(), "ttl-model", false)
+	if again.err != nil || again.status != http.StatusOK {
+		t.Fatalf("request after the TTL: %d %v %s (after %v)", again.status, again.err, again.body, time.Since(start))
+	}
+	if n := len(ordersFor(t, c, "ttl-model")); n != 2 {
+		t.Errorf("%d spawn orders for the model, want 2 (one per load)", n)
+	}
+	t.Logf("loaded again and answered in %v by %s", time.Since(start), again.worker)
+}
+
+// Requests spaced around the idle TTL meet the worker as it stops: each is answered,
+// by the worker or by a load placed again, never left waiting for the stopped one
+// (which a re-registration by the hive, or a finished order, could make look coming).
+func TestLoadOnRequestAcrossTheTTL(t *testing.T) {
+	q, c := startLoadQueen(t, 10*time.Second)
+	const ttl = time.Second
+	h := openModelHiveTTL(t, q.URL(), "hive-ttl", ttl, modelCopy(t, t.TempDir(), "ttl-model"))
+	waitHiveReports(t, c, "hive-ttl")
+	for i := range 8 {
+		start := time.Now()
+		a := complete(q.URL(), "ttl-model", i%2 == 1)
+		if a.err != nil || a.status != http.StatusOK || strings.Contains(a.body, `"error"`) {
+			ws, _ := c.List(context.Background())
+			t.Logf("queen: %+v", ws)
+			t.Logf("hive: %+v", h.List())
+			t.Fatalf("request %d: %d %v %s after %v", i, a.status, a.err, a.body, time.Since(start))
+		}
+		t.Logf("request %d answered in %v by %s", i, time.Since(start), a.worker)
+		time.Sleep(ttl - 100*time.Millisecond + time.Duration(i)*60*time.Millisecond)
+	}
+}

@@ -127,7 +127,9 @@ func (g *gateway) route(w http.ResponseWriter, r *http.Request, model string, bo
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
 		target, err := g.q.reg.pick(model, tried)
-		if err != nil && attempt == 0 && !hold.held {
+		// Also after a failed attempt: the one worker may have exited as the request
+		// reached it (an idle TTL ending), and its model loads again.
+		if err != nil && !hold.held {
 			var loadable bool
 			if target, loadable, err = g.loadAndPick(r, model, hold); !loadable {
 				target, err = g.q.reg.pick(model, tried) // no hive has it: the registry's answer

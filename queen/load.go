@@ -163,6 +163,10 @@ func errLoadTimeout(model, hive string, d time.Duration) error {
 // loadAndPick holds the request until a worker serving model is online (and picks it,
 // counting the request in flight), the load fails, the timeout passes or the client
 // goes. ok is false when no hive offers the model.
+//
+// The load is looked at again after every change: a worker that was coming (or the
+// order's worker) may exit before it serves — an idle TTL ending as the request arrives —
+// and then the request places a new order rather than waiting for a ghost.
 func (g *gateway) loadAndPick(r *http.Request, model string, hold *holder) (t routeTarget, ok bool, err error) {
 	ld, ok, err := g.q.ensureLoad(model)
 	if !ok || err != nil {
@@ -174,10 +178,18 @@ func (g *gateway) loadAndPick(r *http.Request, model string, hold *holder) (t ro
 	defer deadline.Stop()
 	tick := time.NewTicker(loadKeepAlive)
 	defer tick.Stop()
-	for {
+	for first := true; ; first = false {
 		regChanged := g.q.reg.watch() // before pick: no change falls between the two
 		if t, err := g.q.reg.pick(model, nil); err == nil {
 			return t, true, nil
+		}
+		if !first {
+			if ld, ok, err = g.q.ensureLoad(model); err != nil {
+				return routeTarget{}, true, err
+			} else if !ok {
+				return routeTarget{}, true, wire.NewError(http.StatusServiceUnavailable, wire.CodeNoWorkerOnline,
+					"no hive offers %q any more (its worker stopped while the request waited): send the request again", clipModel(model))
+			}
 		}
 		var orderChanged <-chan struct{}
 		if ld.order != "" {

@@ -20,6 +20,7 @@ import (
 	"github.com/beekeeper-hive/beekeeper/internal/workerkey"
 	"github.com/beekeeper-hive/beekeeper/localregistry"
 	"github.com/beekeeper-hive/beekeeper/queenclient"
+	"github.com/beekeeper-hive/beekeeper/spawner"
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
@@ -60,6 +61,15 @@ type Syncer struct {
 	cur     target
 	retired []target // Queens we left: deregister from them best-effort
 	status  Status
+	// keys remembers each worker's identity key once read: a worker removes its key
+	// file as it exits, and the deregistration that follows must still prove the key.
+	keys map[string]rememberedKey
+}
+
+// rememberedKey is the identity key of the worker process pid.
+type rememberedKey struct {
+	pid int
+	key string
 }
 
 // New returns a Syncer for the registry; it targets no Queen until SetQueen.
@@ -73,7 +83,7 @@ func New(cfg Config) *Syncer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Syncer{cfg: cfg, trigger: make(chan struct{}, 1)}
+	return &Syncer{cfg: cfg, trigger: make(chan struct{}, 1), keys: map[string]rememberedKey{}}
 }
 
 // Trigger asks for a full sync soon; it never blocks and many calls make one sync.
@@ -234,7 +244,10 @@ func (s *Syncer) RegisterNow(ctx context.Context, id string) error {
 		s.setSync(id, e.PID, localregistry.SyncOff, "", "")
 		return nil
 	}
-	resp, err := cur.client.Register(ctx, registration(e))
+	if exited(e) {
+		return fmt.Errorf("worker %s exited before it was registered", id)
+	}
+	resp, err := cur.client.Register(ctx, registration(e, s.workerKey(e)))
 	if err != nil {
 		s.setSync(id, e.PID, localregistry.SyncPending, cur.url, err.Error())
 		s.noteFailure(cur, err)
@@ -289,7 +302,7 @@ func (s *Syncer) steerWorker(ctx context.Context, e localregistry.Entry, cur tar
 	if caps.QueenURL != "" && caps.QueenURL != e.QueenURL {
 		return
 	}
-	if err := adoptWorker(ctx, e, cur.token, cur.url); err != nil {
+	if err := adoptWorker(ctx, e, s.workerKey(e), cur.token, cur.url); err != nil {
 		s.cfg.Logger.Info("queen sync: could not hand the worker its new Queen; its own heartbeats stay with the old one",
 			"worker", e.ID, "err", err)
 	}
@@ -306,7 +319,7 @@ func workerCapabilities(ctx context.Context, base, token string) (wire.Capabilit
 
 // adoptWorker hands a local worker the Queen at queenURL (POST /adopt), proving the
 // worker's identity key from its key file (the hive spawned it; docs/security.md).
-func adoptWorker(ctx context.Context, e localregistry.Entry, token, queenURL string) error {
+func adoptWorker(ctx context.Context, e localregistry.Entry, key, token, queenURL string) error {
 	body, err := json.Marshal(wire.AdoptRequest{QueenURL: queenURL, QueenToken: token})
 	if err != nil {
 		return err
@@ -316,7 +329,7 @@ func adoptWorker(ctx context.Context, e localregistry.Entry, token, queenURL str
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if key, _ := workerkey.Read(e.ID, e.Port); key != "" {
+	if key != "" {
 		req.Header.Set(wire.HeaderWorkerKey, key)
 	}
 	_, err = askWorker(req, token)
@@ -349,13 +362,20 @@ func askWorker(req *http.Request, token string) (wire.Capabilities, error) {
 // a ghost until the next full sync. A new live worker under the same id keeps it.
 func (s *Syncer) undoIfGone(ctx context.Context, t target, id string) {
 	e, ok := s.cfg.Registry.Get(id)
-	if ok && e.State.Live() && e.State != localregistry.StateStopping {
+	if ok && e.State.Live() && e.State != localregistry.StateStopping && !exited(e) {
 		return
 	}
-	if err := t.client.DeregisterWorker(ctx, id, workerKey(e)); err != nil {
+	if err := t.client.DeregisterWorker(ctx, id, s.workerKey(e)); err != nil {
 		s.cfg.Logger.Info("queen sync: withdraw a stopped worker's registration; the next sync retries", "worker", id, "err", err)
 		s.Trigger()
 	}
+}
+
+// exited reports whether an entry the registry still calls live has a process that
+// ended (its exit not recorded yet, e.g. an idle TTL just ran out): registering it would
+// leave the Queen a ghost that held requests wait for.
+func exited(e localregistry.Entry) bool {
+	return e.PID > 0 && !spawner.Alive(e.PID, e.ProcessStart)
 }
 
 // stillGone reports whether id has no live worker in the registry now (not just in the
@@ -383,7 +403,7 @@ func (s *Syncer) DeregisterAt(ctx context.Context, url, id string) error {
 		return nil
 	}
 	e, _ := s.cfg.Registry.Get(id)
-	return client.DeregisterWorker(ctx, id, workerKey(e))
+	return client.DeregisterWorker(ctx, id, s.workerKey(e))
 }
 
 func (s *Syncer) setSync(id string, pid int, st localregistry.SyncState, url, errText string) {
@@ -398,18 +418,43 @@ func (s *Syncer) setSync(id string, pid int, st localregistry.SyncState, url, er
 	})
 }
 
-// workerKey is the identity key a worker we spawned wrote to its key file, "" when there
-// is none (an older worker, or it stopped and removed it). The Queen binds the worker's id
-// to it, so our registrations and deregistrations must prove it as the worker's own do.
-func workerKey(e localregistry.Entry) string {
+// workerKey is the identity key a worker we spawned wrote to its key file, or the one
+// read from it before it exited; "" when there is none (an older worker). The Queen
+// binds the worker's id to it, so our registrations and deregistrations must prove it
+// as the worker's own do.
+func (s *Syncer) workerKey(e localregistry.Entry) string {
 	if e.ID == "" {
 		return ""
 	}
 	key, _ := workerkey.Read(e.ID, e.Port)
-	return key
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if key != "" {
+		s.keys[e.ID] = rememberedKey{pid: e.PID, key: key}
+		return key
+	}
+	if k, ok := s.keys[e.ID]; ok && k.pid == e.PID {
+		return k.key
+	}
+	return ""
 }
 
-func registration(e localregistry.Entry) wire.RegisterRequest {
+// forgetKeys drops the remembered keys of workers the registry no longer holds.
+func (s *Syncer) forgetKeys(snapshot []localregistry.Entry) {
+	held := make(map[string]int, len(snapshot))
+	for _, e := range snapshot {
+		held[e.ID] = e.PID
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, k := range s.keys {
+		if pid, ok := held[id]; !ok || pid != k.pid {
+			delete(s.keys, id)
+		}
+	}
+}
+
+func registration(e localregistry.Entry, key string) wire.RegisterRequest {
 	return wire.RegisterRequest{
 		WorkerID:   e.ID,
 		Hostname:   e.AdvertiseHost,
@@ -419,7 +464,7 @@ func registration(e localregistry.Entry) wire.RegisterRequest {
 		SpawnedBy:  e.SpawnedBy,
 		// The order completes at the Queen with the registration, whoever sends it.
 		SpawnOrderID: e.SpawnOrder,
-		WorkerKey:    workerKey(e),
+		WorkerKey:    key,
 	}
 }
 
@@ -481,8 +526,10 @@ func (s *Syncer) SyncFull(ctx context.Context) {
 		if ok && w.Hostname == e.AdvertiseHost && w.Port == e.Port && w.State != wire.StateOffline {
 			next.Sync = syncStateFor(w.State)
 			registered++
+		} else if exited(e) {
+			continue // its exit is about to be recorded; then it is deregistered
 		} else {
-			resp, err := cur.client.Register(cctx, registration(e))
+			resp, err := cur.client.Register(cctx, registration(e, s.workerKey(e)))
 			if err != nil {
 				if firstErr == nil {
 					firstErr = err
@@ -506,7 +553,7 @@ func (s *Syncer) SyncFull(ctx context.Context) {
 			continue
 		}
 		if w, ok := atQueen[e.ID]; ok && w.Hostname == e.AdvertiseHost && w.Port == e.Port && s.stillGone(e.ID) {
-			if err := cur.client.DeregisterWorker(cctx, e.ID, workerKey(e)); err != nil && firstErr == nil {
+			if err := cur.client.DeregisterWorker(cctx, e.ID, s.workerKey(e)); err != nil && firstErr == nil {
 				firstErr = err
 			}
 		}
@@ -515,6 +562,7 @@ func (s *Syncer) SyncFull(ctx context.Context) {
 			outcome[e.ID] = e
 		}
 	}
+	s.forgetKeys(snapshot)
 	st := Status{URL: cur.url, Reachable: true, LastContact: time.Now(), Registered: registered, Pending: pending}
 	if firstErr != nil {
 		st.LastError = firstErr.Error()
@@ -601,7 +649,7 @@ func (s *Syncer) leaveRetired(ctx context.Context) {
 			if !e.State.Live() {
 				continue
 			}
-			if err := t.client.DeregisterWorker(cctx, e.ID, workerKey(e)); err != nil {
+			if err := t.client.DeregisterWorker(cctx, e.ID, s.workerKey(e)); err != nil {
 				s.cfg.Logger.Info("queen sync: leave old queen", "queen", t.url, "worker", e.ID, "err", err)
 				break
 			}

@@ -22,10 +22,11 @@ import (
 
 // Heartbeat timing.
 const (
-	heartbeatTimeout = 5 * time.Second        // one heartbeat or registration call
-	leaveTimeout     = 1 * time.Second        // the goodbye at shutdown, best effort
-	backoffBase      = 250 * time.Millisecond // first retry after a failure
-	backoffMax       = 30 * time.Second       // never wait longer than this for a Queen
+	heartbeatTimeout = 5 * time.Second  // one heartbeat or registration call
+	leaveTimeout     = 1 * time.Second  // the goodbye at shutdown, best effort
+	maxAttempts      = 3                // heartbeats in flight at once while the Queen is silent
+	retryFraction    = 0.7              // of the interval: the wait between unanswered attempts
+	retryMin         = 100 * time.Millisecond
 )
 
 // heartbeater keeps the worker's Queen, if any, informed (docs/protocol.md §1, "Heartbeats").
@@ -187,13 +188,36 @@ func (h *heartbeater) poke() {
 }
 
 // run sends heartbeats until ctx ends: the first as soon as the model is ready, then at
-// the Queen's interval; after a failure, with capped jittered backoff.
+// the Queen's interval.
+//
+// A heartbeat unanswered after one interval does not hold the next back: a link cut
+// silently (a cable, a suspended laptop, a firewall dropping packets) leaves it waiting
+// for TCP's retransmissions, which back off to seconds. So a new attempt, on a new
+// connection, goes out every retryFraction of the interval while none succeeds (at most
+// maxAttempts in flight, the oldest given up for a new one), and the first packet sent
+// after the link heals reaches the Queen within that fraction: the worker is online
+// again within one interval of the heal. A slow Queen is not failed by this: its
+// answers still count, whichever attempt they belong to.
 func (h *heartbeater) run(ctx context.Context) {
 	select {
 	case <-h.readyCh:
 	case <-ctx.Done():
 		return
 	}
+	type result struct {
+		n   int
+		err error
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	results := make(chan result, maxAttempts)
+	attempts := map[int]context.CancelFunc{} // in flight, by number
+	oldest, next := 0, 0
+	defer func() {
+		for _, cancel := range attempts {
+			cancel()
+		}
+	}()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	failures := 0
@@ -201,46 +225,102 @@ func (h *heartbeater) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case r := <-results:
+			cancel, ours := attempts[r.n]
+			if !ours {
+				continue // given up for a newer attempt
+			}
+			cancel()
+			delete(attempts, r.n)
+			switch {
+			case ctx.Err() != nil:
+				return
+			case r.err != nil:
+				failures++
+				h.failed(failures, r.err)
+			case failures > 0 || len(attempts) > 0:
+				if failures > 0 {
+					h.w.log.Info("queen reachable again", "queen_url", h.queenURL())
+				}
+				failures = 0
+				for n, cancel := range attempts {
+					cancel() // answered: the older attempts are moot
+					delete(attempts, n)
+				}
+				resetTimer(timer, h.currentInterval())
+			}
+			continue
 		case <-timer.C:
 		case <-h.kick:
-			failures = 0
 		}
 		queen := h.queenURL()
 		if queen == "" {
-			timer.Reset(time.Hour) // Queenless: wait for adopt's kick
+			resetTimer(timer, time.Hour) // Queenless: wait for adopt's kick
 			continue
 		}
-		err := h.beat(ctx, queen)
-		switch {
-		case ctx.Err() != nil:
-			return
-		case err != nil:
+		if len(attempts) == maxAttempts { // give up the oldest: it has hung longest
+			for ; attempts[oldest] == nil; oldest++ {
+			}
+			attempts[oldest]()
+			delete(attempts, oldest)
 			failures++
-			if failures == 1 {
-				h.w.log.Warn("queen unreachable; serving on and retrying", "queen_url", queen, "err", err)
-			}
-			timer.Reset(backoff(failures))
-		default:
-			if failures > 0 {
-				h.w.log.Info("queen reachable again", "queen_url", queen)
-			}
-			failures = 0
-			h.mu.Lock()
-			next := h.interval
-			h.mu.Unlock()
-			timer.Reset(next)
+			h.failed(failures, errors.New("no answer"))
 		}
+		actx, cancel := context.WithCancel(ctx)
+		n := next
+		next++
+		attempts[n] = cancel
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := h.beat(actx, queen)
+			select {
+			case results <- result{n, err}:
+			case <-ctx.Done():
+			}
+		}()
+		// The next beat at the interval; sooner while the last ones go unanswered. An
+		// answer resets the timer to the full interval.
+		wait := h.currentInterval()
+		if failures > 0 || len(attempts) > 1 {
+			wait = retryAfter(wait)
+		}
+		resetTimer(timer, wait)
 	}
 }
 
-// backoff is the wait after n failures in a row: doubling from backoffBase, capped,
-// with ±25% jitter so that many workers do not hit a returning Queen at once.
-func backoff(n int) time.Duration {
-	d := backoffMax
-	if n < 20 {
-		d = min(backoffBase<<(n-1), backoffMax)
+// failed notes the n-th failure in a row: the first is logged, and idle connections
+// are dropped so that the next attempt dials afresh.
+func (h *heartbeater) failed(n int, err error) {
+	if n == 1 {
+		h.w.log.Warn("queen unreachable; serving on and retrying", "queen_url", h.queenURL(), "err", err)
+		h.client.CloseIdleConnections()
 	}
-	return time.Duration(float64(d) * (0.75 + 0.5*rand.Float64()))
+}
+
+// retryAfter is the wait between attempts while the Queen does not answer: a fraction
+// of its interval, never under retryMin, with ±10% jitter so that many workers do not
+// hit a returning Queen at once.
+func retryAfter(interval time.Duration) time.Duration {
+	d := max(time.Duration(float64(interval)*retryFraction), retryMin)
+	return time.Duration(float64(d) * (0.9 + 0.2*rand.Float64()))
+}
+
+func (h *heartbeater) currentInterval() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.interval
+}
+
+// resetTimer sets a timer that may have fired and not been read.
+func resetTimer(t *time.Timer, d time.Duration) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(d)
 }
 
 // beat sends one heartbeat; a Queen that forgot the worker gets a registration first,

@@ -263,3 +263,107 @@ func adopt(t *testing.T, workerURL, queenURL string) {
 		t.Fatalf("adopt %s: %d %s", queenURL, status, body)
 	}
 }
+
+// blackhole is a TCP proxy to a Queen that can be cut the way a pulled cable cuts a
+// link: while cut, bytes vanish in both directions and nothing is closed, and every
+// connection that carried (or was opened during) the cut stays dead after the heal, as
+// one waiting on TCP's backed-off retransmissions does. New connections after the heal
+// work.
+type blackhole struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	cut    bool
+	dead   map[net.Conn]bool
+}
+
+func newBlackhole(t *testing.T, target string) *blackhole {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &blackhole{ln: ln, target: target, dead: map[net.Conn]bool{}}
+	t.Cleanup(func() { ln.Close() })
+	go b.accept()
+	return b
+}
+
+func (b *blackhole) url() string { return "http://" + b.ln.Addr().String() }
+
+func (b *blackhole) setCut(cut bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cut = cut
+}
+
+// alive reports whether c may carry bytes now; a cut kills it for good.
+func (b *blackhole) alive(c net.Conn) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cut {
+		b.dead[c] = true
+	}
+	return !b.dead[c]
+}
+
+func (b *blackhole) accept() {
+	for {
+		c, err := b.ln.Accept()
+		if err != nil {
+			return
+		}
+		up, err := net.Dial("tcp", b.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		go b.pipe(c, up, c)
+		go b.pipe(up, c, c)
+	}
+}
+
+// pipe copies from src to dst while the connection (keyed by its client side) lives.
+func (b *blackhole) pipe(dst, src, key net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && b.alive(key) {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// TestHeartbeatBackOnlineWithinAnIntervalOfTheHeal: a silent cut (packets dropped, no
+// reset) leaves the heartbeat in flight hanging; the worker does not wait for it (5 s)
+// or back off to seconds, but tries again on new connections, so the first heartbeat
+// after the heal arrives within about one interval (200 ms here).
+func TestHeartbeatBackOnlineWithinAnIntervalOfTheHeal(t *testing.T) {
+	q := newQueenPeer(t, "")
+	hole := newBlackhole(t, q.addr)
+	w := testenv.StartWorker(t, "--queen-url", hole.url())
+	testenv.WaitFor(t, "registration and heartbeats", 10*time.Second, func() bool {
+		regs, beats := q.snapshot()
+		return regs == 1 && beats >= 2
+	})
+	for round := range 3 {
+		hole.setCut(true)
+		time.Sleep(time.Duration(900+round*700) * time.Millisecond)
+		_, before := q.snapshot()
+		hole.setCut(false)
+		healed := time.Now()
+		testenv.WaitFor(t, "a heartbeat after the heal", 10*time.Second, func() bool { _, beats := q.snapshot(); return beats > before })
+		// The worker retries every 0.7 interval (±10%); the bound leaves room for a
+		// loaded machine and still fails the old 5 s wait plus backoff.
+		if late := time.Since(healed); late > 600*time.Millisecond {
+			t.Fatalf("round %d: first heartbeat %v after the heal, want within about one interval", round, late)
+		} else {
+			t.Logf("round %d: first heartbeat %v after the heal", round, late)
+		}
+	}
+	w.WaitOutput("queen reachable again", 5*time.Second)
+}
