@@ -22,10 +22,10 @@ import (
 
 // Heartbeat timing.
 const (
-	heartbeatTimeout = 5 * time.Second  // one heartbeat or registration call
-	leaveTimeout     = 1 * time.Second  // the goodbye at shutdown, best effort
-	maxAttempts      = 3                // heartbeats in flight at once while the Queen is silent
-	retryFraction    = 0.7              // of the interval: the wait between unanswered attempts
+	heartbeatTimeout = 5 * time.Second // one heartbeat or registration call
+	leaveTimeout     = 1 * time.Second // the goodbye at shutdown, best effort
+	maxAttempts      = 3               // heartbeats in flight at once while the Queen is silent
+	retryFraction    = 0.7             // of the interval: the wait between unanswered attempts
 	retryMin         = 100 * time.Millisecond
 )
 
