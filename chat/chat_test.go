@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/beekeeper-hive/beekeeper/internal/testenv"
+	"github.com/beekeeper-hive/beekeeper/queen"
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
@@ -144,7 +147,7 @@ func TestStoreRoundTrip(t *testing.T) {
 	a.SystemPrompt = "Be brief."
 	a.Target = Target{Kind: TargetWorker, BaseURL: "http://127.0.0.1:1", Model: "stories260K", Token: "secret"}
 	a.Messages = append(a.Messages, Message{Role: "user", Content: "Once upon a time"},
-		Message{Role: "assistant", Content: "Lily", Metrics: &Metrics{CompletionTokens: 1, TokensPerSecond: 10}})
+		Message{Role: "assistant", Content: "Lily", Metrics: &Metrics{CompletionTokens: 1, TokensPerSecond: 10}, AnsweredBy: "llm-127.0.0.1-8080"})
 	a.AutoTitle()
 	if err := s.Save(a); err != nil {
 		t.Fatal(err)
@@ -175,6 +178,9 @@ func TestStoreRoundTrip(t *testing.T) {
 	w := got.WireMessages()
 	if len(w) != 3 || w[0].Role != "system" || w[2].Content != "Lily" || got.Messages[1].Metrics.CompletionTokens != 1 {
 		t.Fatalf("reloaded chat %+v", got)
+	}
+	if got.Messages[1].AnsweredBy != "llm-127.0.0.1-8080" || got.Messages[0].AnsweredBy != "" {
+		t.Fatalf("who answered did not survive the round trip: %+v", got.Messages)
 	}
 	if err := s.Delete(a.ID); err != nil {
 		t.Fatal(err)
@@ -218,4 +224,40 @@ func TestThrottleCoalescesInOrder(t *testing.T) {
 	if limit := int(elapsed/(20*time.Millisecond)) + 2; flushes > limit {
 		t.Fatalf("%d flushes in %s, want at most %d", flushes, elapsed, limit)
 	}
+}
+
+// TestStreamNamesTheRoutedWorker: the Queen's gateway names the worker it routed to in a
+// header, or, for a request it held while the model loaded, in an SSE comment; the
+// result carries it either way, and a worker's own answer names none.
+func TestStreamNamesTheRoutedWorker(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		switch r.URL.Query().Get("how") {
+		case "header":
+			w.Header().Set(queen.HeaderWorker, "llm-a")
+		case "comment":
+			fmt.Fprint(w, ": loading\n\n: worker llm-b\n\n")
+		}
+		fmt.Fprint(w, `data: {"choices":[{"index":0,"delta":{"content":"Lily"}}]}`+"\n\n")
+		fmt.Fprint(w, `data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`+"\n\n")
+		fmt.Fprint(w, "data: [DONE]\n\n")
+	}))
+	defer srv.Close()
+	tg := Target{Kind: TargetQueen, BaseURL: srv.URL, Model: "m"}
+	for how, want := range map[string]string{"header": "llm-a", "comment": "llm-b", "none": ""} {
+		c := NewClient(&http.Client{Transport: rewrite{how: how}})
+		res, err := c.Stream(context.Background(), tg, user("Once"), DefaultParams(), func(string) {})
+		if err != nil || res.Text != "Lily" || res.Worker != want {
+			t.Errorf("%s: %q by %q, %v; want Lily by %q", how, res.Text, res.Worker, err, want)
+		}
+	}
+}
+
+// rewrite adds ?how= to every request, telling the test server how to name the worker.
+type rewrite struct{ how string }
+
+func (r rewrite) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.URL.RawQuery = "how=" + r.how
+	return http.DefaultTransport.RoundTrip(req)
 }

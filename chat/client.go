@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/beekeeper-hive/beekeeper/queen"
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
 
@@ -62,6 +63,9 @@ type Result struct {
 	Text         string
 	FinishReason string // wire.FinishStop, wire.FinishLength, or "" when cut short
 	Metrics      Metrics
+	// Worker is the worker the Queen's gateway routed the request to, "" when it did not
+	// say (a worker answering directly).
+	Worker string
 }
 
 // Client sends chat requests. The zero value is not usable; use NewClient.
@@ -168,13 +172,19 @@ func (c *Client) Stream(ctx context.Context, t Target, msgs []wire.ChatMessage, 
 		usage     *wire.Usage
 		streamErr error
 	)
+	res.Worker = resp.Header.Get(queen.HeaderWorker)
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Bytes()
 		data, ok := bytes.CutPrefix(line, []byte("data:"))
 		if !ok {
-			continue // blank separators, comments, event: lines
+			// A request the Queen held while its model loaded got its headers before a
+			// worker was chosen: the gateway names the worker in a comment instead.
+			if id, ok := bytes.CutPrefix(line, []byte(workerComment)); ok && res.Worker == "" {
+				res.Worker = string(bytes.TrimSpace(id))
+			}
+			continue // blank separators, other comments, event: lines
 		}
 		data = bytes.TrimSpace(data)
 		if string(data) == wire.SSEDone {
@@ -306,6 +316,10 @@ func (c *Client) do(ctx context.Context, hreq *http.Request) (*http.Response, er
 }
 
 var errHeaderTimeout = errors.New("timed out waiting for the answer to start")
+
+// workerComment starts the SSE comment of the Queen's gateway that names the worker of
+// a held stream (queen/gateway.go).
+const workerComment = ": worker "
 
 type cancelOnClose struct {
 	io.ReadCloser

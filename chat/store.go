@@ -29,6 +29,9 @@ type Message struct {
 	// ErrorKind lets a reopened chat still offer the way out (respawn, new chat...).
 	ErrorKind ErrorKind `json:"error_kind,omitempty"`
 	Stopped   bool      `json:"stopped,omitempty"`
+	// AnsweredBy is the worker the Queen routed the answer to ("" for a worker's own
+	// answer), kept so a reopened chat still says who answered.
+	AnsweredBy string `json:"answered_by,omitempty"`
 }
 
 // Conversation is one chat, stored as one JSON file.

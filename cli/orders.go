@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,8 +29,14 @@ func runHive(args []string) int {
 	folder := fs.String("models", dirs.Models(), "folder of the GGUF models this hive may start for spawn orders")
 	id := fs.String("id", hive.DefaultHiveID(), "this hive's name in spawn orders")
 	ttl := fs.Duration("ttl", 0, "stop workers started for spawn orders after this long with no request, e.g. 10m (default 0: keep them); the next request loads them again")
+	maxWorkers := fs.Int("max-workers", 0, "at most this many workers for spawn orders; one more evicts the least recently used idle one (default 0: no cap)")
+	maxMemory := fs.String("max-memory", "", "memory all workers may take together, by the models' estimates, e.g. 12GiB; one more evicts the least recently used idle worker (default: no cap beyond leaving 10% of RAM free)")
 	if err := fs.Parse(args); err != nil {
 		return exitFlags(err)
+	}
+	memBudget, err := parseBytes(*maxMemory)
+	if err != nil || *maxWorkers < 0 {
+		return fail(wire.ExitBadArgs, "hive: --max-memory %q / --max-workers %d: give a size like 12GiB or 8000MiB and a count ≥ 0", *maxMemory, *maxWorkers)
 	}
 	if *queenURL == "" {
 		return fail(wire.ExitBadArgs, "hive: --queen is required (the Queen to serve, e.g. http://127.0.0.1:7833)")
@@ -47,6 +55,8 @@ func runHive(args []string) int {
 		ResolveModel: func(name string) (string, bool) { return models.Find(name, *folder, nil) },
 		ListModels:   func() []string { return models.List(*folder, nil) },
 		OrderTTL:     *ttl,
+		MaxWorkers:   *maxWorkers,
+		MaxMemory:    memBudget,
 	})
 	if err != nil {
 		return fail(1, "hive: %v", err)
@@ -122,4 +132,29 @@ func runOrder(args []string) int {
 	}
 	fmt.Printf("order %s: worker %s serves %s on %s\n", o.OrderID, o.WorkerID, o.Model, o.TakenBy)
 	return 0
+}
+
+// parseBytes reads a size: a number with an optional unit (B, KiB, MiB, GiB, TiB; K, M,
+// G, T and KB, MB, GB, TB count in 1024s too, as memory sizes do); "" is 0.
+func parseBytes(s string) (uint64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil
+	}
+	i := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	num, unit := s, ""
+	if i >= 0 {
+		num, unit = s[:i], strings.ToLower(strings.TrimSpace(s[i:]))
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("size %q: not a number", s)
+	}
+	shift := map[string]uint{"": 0, "b": 0, "k": 10, "kb": 10, "kib": 10, "m": 20, "mb": 20, "mib": 20,
+		"g": 30, "gb": 30, "gib": 30, "t": 40, "tb": 40, "tib": 40}
+	sh, ok := shift[unit]
+	if !ok {
+		return 0, fmt.Errorf("size %q: unknown unit %q", s, unit)
+	}
+	return uint64(v * float64(uint64(1)<<sh)), nil
 }

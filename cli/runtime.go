@@ -17,8 +17,9 @@ func runRuntime(args []string) int {
 	dir := fs.String("dir", "", "folder to install into or look in (default: the backend's cache folder)")
 	backend := fs.String("backend", "", "prebuilt llama.cpp build: "+backendNames()+" (default: "+llamaruntime.DefaultBackend()+")")
 	platform := fs.String("platform", "", "install another platform's build (win-x64, mac-arm64, mac-x64, linux-x64, linux-arm64), e.g. for Wine or to copy to that machine (default: this machine's)")
+	vision := fs.Bool("vision", false, "also build llama.cpp's multimodal library (images, for workers started with --mmproj) into the build's folder: compiled from the same release's source (Linux; needs npm, git and g++)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: beekeeper runtime install [--backend B] [--platform P] [--dir DIR] | list | where [--backend B] [--dir DIR]")
+		fmt.Fprintln(fs.Output(), "usage: beekeeper runtime install [--backend B] [--platform P] [--dir DIR] [--vision] | list | where [--backend B] [--dir DIR]")
 		fs.PrintDefaults()
 	}
 	if len(args) == 0 {
@@ -34,8 +35,17 @@ func runRuntime(args []string) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 		defer stop()
 		logf := func(format string, a ...any) { fmt.Printf(format+"\n", a...) }
-		if _, err := llamaruntime.InstallPlatform(ctx, *platform, *backend, *dir, logf); err != nil {
+		if *vision && *platform != "" && *platform != llamaruntime.Platform() {
+			return fail(2, "--vision builds for this machine only: drop --platform")
+		}
+		installed, err := llamaruntime.InstallPlatform(ctx, *platform, *backend, *dir, logf)
+		if err != nil {
 			return fail(1, "%v", err)
+		}
+		if *vision {
+			if _, err := llamaruntime.InstallVision(ctx, *backend, installed, logf); err != nil {
+				return fail(1, "%v", err)
+			}
 		}
 		if *backend == "" && (*platform == "" || *platform == llamaruntime.Platform()) {
 			suggestGPU(os.Stdout)
@@ -90,6 +100,8 @@ func listRuntimes() {
 			mark, custom = "*", false
 		}
 		switch {
+		case b.Installed() && llamaruntime.HasVision(b.Dir):
+			fmt.Fprintf(tw, "%s%s\tyes, vision\t%s\n", b.Backend, mark, b.Dir)
 		case b.Installed():
 			fmt.Fprintf(tw, "%s%s\tyes\t%s\n", b.Backend, mark, b.Dir)
 		case b.Backend == llamaruntime.DefaultBackend():

@@ -33,6 +33,7 @@ func runWorker(args []string) int {
 	fs.IntVar(&cfg.Parallel, "parallel", 1, "requests generated at once, decoded together in one batch (slots)")
 	fs.DurationVar(&cfg.IdleTTL, "ttl", 0, "stop after this long with no request, e.g. 10m (default 0: keep running); a hive then loads the model again on request")
 	fs.BoolVar(&cfg.Embeddings, "embeddings", false, "also serve /v1/embeddings (a second context; pooling from the model, mean when it names none)")
+	fs.StringVar(&cfg.Projector, "mmproj", "", "the model's multimodal projector (mmproj GGUF): chats may then hold image_url parts (data: URLs); needs beekeeper runtime install --vision")
 	fs.StringVar(&cfg.GPULayers, "gpu-layers", "auto", "layers on the GPU: auto (as many as fit in free device memory), all, or a count; 0 = CPU only")
 	fs.IntVar(&cfg.Queue, "queue", 0, "requests that may wait for a slot before 429 (default 4 per slot; -1 none)")
 	fs.StringVar(&cfg.APIToken, "api-token", "",

@@ -48,7 +48,16 @@ type Options struct {
 	// OrderTTL is the idle TTL of the workers started for the Queen's spawn orders
 	// (loaded on request): they stop after that long unused, and the next request
 	// loads them again. 0 = they keep running.
-	OrderTTL   time.Duration
+	OrderTTL time.Duration
+	// MaxWorkers and MaxMemory bound the workers for spawn orders (0 = no bound): an
+	// order that does not fit evicts least recently used idle order workers (budget.go).
+	// MaxMemory counts every live worker's estimated memory; 10% of RAM is kept free
+	// whatever the bounds.
+	MaxWorkers int
+	MaxMemory  uint64
+	// RoomWait is how long an order that does not fit waits for a busy worker to go
+	// idle before it fails with wire.CodeNoRoom; default 30s.
+	RoomWait   time.Duration
 	QueenToken string // bearer token for the Queen, also handed to workers (in their environment, never argv)
 	SpawnedBy  string // spawned_by sent to the Queen; default "gui"
 	HiveID     string // this machine's name in spawn orders; default DefaultHiveID()

@@ -123,6 +123,8 @@ type answer struct {
 	body   string
 	at     time.Time // when the body ended
 	err    error
+	// retryAfter is the Retry-After header, if any.
+	retryAfter string
 }
 
 func complete(queenURL, model string, stream bool) answer {
@@ -133,7 +135,8 @@ func complete(queenURL, model string, stream bool) answer {
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return answer{status: resp.StatusCode, worker: resp.Header.Get(queen.HeaderWorker), body: string(b), at: time.Now(), err: err}
+	return answer{status: resp.StatusCode, worker: resp.Header.Get(queen.HeaderWorker), body: string(b), at: time.Now(), err: err,
+		retryAfter: resp.Header.Get("Retry-After")}
 }
 
 func hiveHas(h *Hive, workerID string) bool {

@@ -163,6 +163,16 @@ func (h *Hive) takeOrder(ctx context.Context, c *queenclient.Client, o wire.Spaw
 		defer close(renewed)
 		h.renewOrder(spawnCtx, c, o.OrderID, claim, renewEvery(taken.LeaseMS), abandon, log)
 	}()
+	if err := h.makeRoom(spawnCtx, o.Model, h.estimate(path)); err != nil {
+		abandon()
+		<-renewed
+		var full *errNoRoom
+		if errors.As(err, &full) && ctx.Err() == nil && !h.isClosed() {
+			log.Warn("spawn order refused", "err", err)
+			h.reportOrder(ctx, c, o.OrderID, wire.SpawnResult{Error: err.Error(), ErrorCode: wire.CodeNoRoom}, log)
+		}
+		return
+	}
 	e, err := h.Spawn(spawnCtx, SpawnRequest{
 		ModelPath: path, WorkerType: o.WorkerType, CtxSize: o.CtxSize, TTL: h.opts.OrderTTL,
 		RegisterWithQueen: true, SpawnOrder: o.OrderID,

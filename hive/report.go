@@ -57,10 +57,10 @@ func (h *Hive) hiveReport() wire.HiveReport {
 	if vm, err := mem.VirtualMemory(); err == nil {
 		rep.TotalRAM, rep.FreeRAM = vm.Total, vm.Available
 	}
-	for _, e := range h.reg.List() {
-		if e.State.Live() {
-			rep.Workers++
-		}
+	r := h.roomFor(0)
+	rep.Workers, rep.MaxWorkers = r.workers, h.opts.MaxWorkers
+	if r.budget != ^uint64(0) {
+		rep.BudgetRAM = r.budget
 	}
 	return rep
 }

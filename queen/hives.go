@@ -64,6 +64,7 @@ type offer struct {
 	hive  string
 	model wire.HiveModel
 	free  uint64 // the hive's reported room for workers (BudgetRAM, else FreeRAM); 0 = unknown
+	fits  bool   // the model's memory and one more worker fit the hive's budget now
 }
 
 // offers lists the hives that can start model, the roomiest first (unknown room last,
@@ -77,13 +78,19 @@ func (t *hiveTable) offers(model string) []offer {
 				if room == 0 {
 					room = h.FreeRAM
 				}
-				out = append(out, offer{hive: h.Hive, model: m, free: room})
+				fits := (room == 0 || m.MemBytes <= room) && (h.MaxWorkers == 0 || h.Workers < h.MaxWorkers)
+				out = append(out, offer{hive: h.Hive, model: m, free: room, fits: fits})
 				break
 			}
 		}
 	}
 	slices.SortStableFunc(out, func(a, b offer) int {
 		switch {
+		case a.fits != b.fits: // one with room first; else the chosen hive evicts
+			if a.fits {
+				return -1
+			}
+			return 1
 		case a.free > b.free:
 			return -1
 		case a.free < b.free:

@@ -28,6 +28,8 @@ const (
 	loadBytesPerSecond = 100 << 20
 	// maxWorkerErrorBody bounds what a held stream repeats of a worker's error answer.
 	maxWorkerErrorBody = 64 << 10
+	// noRoomRetryAfter is the Retry-After of a load refused for want of room.
+	noRoomRetryAfter = 5 * time.Second
 )
 
 // load is one model being loaded for held requests.
@@ -151,6 +153,14 @@ func (h *holder) fail(err error) {
 }
 
 func errLoadFailed(model string, o wire.SpawnOrder) error {
+	if o.ErrorCode == wire.CodeNoRoom {
+		// Not broken, only full: every worker that could make room is busy. Retry-After
+		// tells a client (the OpenAI SDKs honour it) when a slot may have freed.
+		err := wire.NewError(http.StatusServiceUnavailable, wire.CodeNoRoom,
+			"no room to load model %q on hive %s now: %s", clipModel(model), o.TakenBy, o.Error)
+		err.RetryAfter = noRoomRetryAfter
+		return err
+	}
 	return wire.NewError(http.StatusBadGateway, wire.CodeModelLoadFailed,
 		"loading model %q on hive %s failed: %s", clipModel(model), o.TakenBy, o.Error)
 }
@@ -182,6 +192,9 @@ func (g *gateway) loadAndPick(r *http.Request, model string, hold *holder) (t ro
 		regChanged := g.q.reg.watch() // before pick: no change falls between the two
 		if t, err := g.q.reg.pick(model, nil); err == nil {
 			return t, true, nil
+		}
+		if o, found := g.q.orders.get(ld.order); ld.order != "" && found && o.State == wire.OrderFailed {
+			return routeTarget{}, true, errLoadFailed(model, o) // before ensureLoad replaces it
 		}
 		if !first {
 			if ld, ok, err = g.q.ensureLoad(model); err != nil {

@@ -401,6 +401,7 @@ func (b *orderBook) result(id string, res wire.SpawnResult) (wire.SpawnOrder, er
 		b.count(resultDone)
 	} else {
 		b.end(rec, wire.OrderFailed, "", res.Error, now)
+		rec.o.ErrorCode = res.ErrorCode
 		b.count(resultFailed)
 	}
 	return rec.o, nil

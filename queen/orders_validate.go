@@ -87,6 +87,8 @@ func decodeResult(body []byte) (wire.SpawnResult, error) {
 		return res, invalidField("worker_id", "give worker_id (the worker runs) or error (it could not start)")
 	case res.WorkerID != "" && res.Error != "":
 		return res, invalidField("error", "give worker_id or error, not both")
+	case res.ErrorCode != "" && (res.Error == "" || res.ErrorCode != wire.CodeNoRoom):
+		return res, invalidField("error_code", "is %q or absent, and only with error", wire.CodeNoRoom)
 	case res.WorkerID != "":
 		if err := validateWorkerID(res.WorkerID); err != nil {
 			return res, err

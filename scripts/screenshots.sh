@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Screenshots of the desktop app's screens at 800x500 and 1400x900, into docs/screenshots/
-# as SCREEN-WxH.png: workers, chat, queen, logs, settings (models-*.png are taken with
-# the Models screen's own set-up and left alone here).
+# as SCREEN-WxH.png: workers, chat, queen (the endpoint's models), queen-workers (the
+# Queen's workers), logs, settings (models-*.png are taken with the Models screen's own
+# set-up and left alone here).
 #
 # The app runs on a virtual display (Xvfb) with its own state folder: three workers on
-# the test model, the embedded Queen, and one chat answered by a worker. Nothing of the
-# user's is read or changed.
+# the test model, the embedded Queen, a models folder with the test model and a copy of
+# it (loaded and loadable on the endpoint), and one chat answered by a worker. Nothing of
+# the user's is read or changed.
 #
 #   bash scripts/screenshots.sh               # sets up like run.sh (bin/beekeeper)
 #   BEEKEEPER_BIN=/path/to/beekeeper bash scripts/screenshots.sh   # a build of your own
+#   SCREENSHOTS="queen queen-workers" bash scripts/screenshots.sh  # some screens only
 #
 # Needs: xvfb-run, xdotool, ImageMagick's import (scripts/setup.sh installs them), and
 # the test model (../shared/models/stories260K.gguf, or $BEEKEEPER_TEST_MODEL).
@@ -58,6 +61,11 @@ prefs="$home/config/fyne/io.github.beekeeper-hive.beekeeper"
 mkdir -p "$prefs"
 printf '{"queen_mode":"embedded","queen_embedded_addr":"127.0.0.1:%s","queen_embedded_token":"%s","window_size":"800x500"}\n' \
   "$port" "$token" >"$prefs/preferences.json"
+# The models folder ($BEEKEEPER_HOME/data/models): the workers' model, and a copy no
+# worker serves, which the endpoint lists as loadable.
+mkdir -p "$home/data/models"
+cp "$model" "$home/data/models/stories260K.gguf"
+cp "$model" "$home/data/models/stories260K-copy.gguf"
 
 echo "==> the app"
 "$BEEKEEPER_BIN" gui >"$home/app.log" 2>&1 &
@@ -87,12 +95,31 @@ xdotool type --delay 20 "Once upon a time"
 key Return
 sleep 4
 
+# click X Y: a click in the window (the Queen screen's two parts are tabs of their own,
+# with no shortcut), then the pointer goes back off the window.
+click() {
+  xdotool mousemove --window "$win" "$1" "$2" click 1
+  sleep 0.3
+  xdotool mousemove 1590 990
+}
+
+# Where the Queen screen's "Models" and "Workers" tabs are, by window size: the status
+# line above them wraps to two lines at 800 px.
+declare -A parts=([800x500]="45 274 190 274" [1400x900]="45 254 190 254")
+
+wanted=" ${SCREENSHOTS:-workers chat queen queen-workers logs settings} "
 for size in 800x500 1400x900; do
   xdotool windowsize --sync "$win" "${size%x*}" "${size#*x}"
   sleep 1
-  for shot in workers:ctrl+1 chat:ctrl+2 queen:ctrl+4 logs:ctrl+l settings:ctrl+comma; do
+  read -r mx my wx wy <<<"${parts[$size]}"
+  for shot in workers:ctrl+1 chat:ctrl+2 queen:ctrl+4 queen-workers:ctrl+4 logs:ctrl+l settings:ctrl+comma; do
     name="${shot%%:*}"
+    [[ "$wanted" == *" $name "* ]] || continue
     key "${shot#*:}"
+    case "$name" in
+      queen) click "$mx" "$my" ;;
+      queen-workers) click "$wx" "$wy" ;;
+    esac
     sleep 2.5 # the screen's layout, and the Queen screen's first load figures
     import -window "$win" "$out/$name-$size.png"
     echo "    $out/$name-$size.png ($(xdotool getwindowgeometry "$win" | awk '/Geometry/ {print $2}'))"

@@ -7,9 +7,10 @@ set -euo pipefail
 
 BEEKEEPER_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # mesa-vulkan-drivers + libvulkan1: a software Vulkan device (llvmpipe), so the Vulkan
-# build's tests run without a GPU.
+# build's tests run without a GPU. g++ + git: `runtime install --vision` compiles llama.cpp's
+# multimodal library from the release's source (the image tests need it).
 APT_PACKAGES=(gcc pkg-config libgl1-mesa-dev xorg-dev libxkbcommon-dev xvfb xauth xdotool imagemagick iproute2 ca-certificates
-  mesa-vulkan-drivers libvulkan1)
+  mesa-vulkan-drivers libvulkan1 g++ git)
 
 # What only the tests need (install_test_packages, from test.sh): mingw-w64 cross-compiles
 # the Windows app, Wine 8 runs it (internal/wintest), systemd-analyze checks the .deb's
@@ -82,7 +83,9 @@ build_beekeeper() {
 
 install_runtime() {
   echo "==> llama.cpp runtime"
-  "$BEEKEEPER_ROOT/bin/beekeeper" runtime install
+  # --vision: the multimodal library (libmtmd.so) for workers with --mmproj, compiled once
+  # (about a minute on 2 cores) and kept in the cache.
+  "$BEEKEEPER_ROOT/bin/beekeeper" runtime install --vision
   # The Vulkan build too (~27 MB): the GPU-offload tests run it on llvmpipe.
   "$BEEKEEPER_ROOT/bin/beekeeper" runtime install --backend vulkan
 }

@@ -39,7 +39,7 @@ func (u *UI) chatTab() fyne.CanvasObject {
 	if err != nil {
 		return widget.NewLabel("Chats cannot be stored: " + err.Error())
 	}
-	v := newChatView(u, chatDeps{store: store, client: newChatClient(), targets: u.chatTargets, repaint: chat.DefaultRepaintInterval})
+	v := newChatView(u, chatDeps{store: store, client: chat.NewClient(nil), targets: u.chatTargets, repaint: chat.DefaultRepaintInterval})
 	v.follow()
 	u.chat = v
 	return v
@@ -275,18 +275,11 @@ func (v *chatView) generate(t chat.Target) {
 		mv.setMarkdown(text)
 		v.followEnd()
 	})
-	ctx, by := withAnsweredBy(ctx)
 	v.u.goBackground(func(context.Context) {
 		defer cancel()
 		res, err := v.deps.client.Stream(ctx, t, msgs, params, r.Add)
 		r.Close()
-		worker := by.get()
-		v.u.do(func() {
-			if t.Kind == chat.TargetQueen {
-				mv.servedBy = worker
-			}
-			v.finish(conv, idx, mv, id, t, res, err)
-		})
+		v.u.do(func() { v.finish(conv, idx, mv, id, t, res, err) })
 	})
 }
 
@@ -294,6 +287,9 @@ func (v *chatView) generate(t chat.Target) {
 func (v *chatView) finish(conv *chat.Conversation, idx int, mv *messageView, id int, t chat.Target, res chat.Result, err error) {
 	m := &conv.Messages[idx]
 	m.Content = res.Text
+	if t.Kind == chat.TargetQueen {
+		m.AnsweredBy = res.Worker // the Queen chose it: say which, now and after a restart
+	}
 	if res.Text != "" {
 		metrics := res.Metrics
 		m.Metrics = &metrics

@@ -15,16 +15,15 @@ import (
 
 // messageView is one turn on screen.
 type messageView struct {
-	box      *fyne.Container
-	role     *widget.Label
-	body     *widget.RichText
-	metrics  *widget.Label
-	errText  *widget.Label
-	action   *widget.Button
-	copyBt   *tipButton
-	regen    *tipButton // assistant messages only
-	text     string     // what Copy copies
-	servedBy string     // the worker that answered through the Queen, when it said
+	box     *fyne.Container
+	role    *widget.Label
+	body    *widget.RichText
+	metrics *widget.Label
+	errText *widget.Label
+	action  *widget.Button
+	copyBt  *tipButton
+	regen   *tipButton // assistant messages only
+	text    string     // what Copy copies
 }
 
 func newMessageView(v *chatView, m chat.Message) *messageView {
@@ -73,7 +72,7 @@ func (mv *messageView) setMarkdown(text string) {
 // show paints a finished answer: text, metrics, and the error with its way out.
 func (mv *messageView) show(m chat.Message) {
 	mv.setMarkdown(m.Content)
-	if line := metricsLine(m, mv.servedBy); line != "" {
+	if line := metricsLine(m); line != "" {
 		mv.metrics.SetText(line)
 		mv.metrics.Show()
 	}
@@ -112,7 +111,7 @@ func (mv *messageView) bindAction(v *chatView, t chat.Target, m chat.Message) {
 
 // metricsLine is the line under an answer: its speed, whether it was stopped, and which
 // worker answered when the Queen chose it ("" when there is nothing to say).
-func metricsLine(m chat.Message, servedBy string) string {
+func metricsLine(m chat.Message) string {
 	s := ""
 	switch {
 	case m.Metrics != nil:
@@ -124,11 +123,11 @@ func metricsLine(m chat.Message, servedBy string) string {
 	case m.Stopped:
 		s = "stopped"
 	}
-	if servedBy != "" {
+	if m.AnsweredBy != "" {
 		if s != "" {
 			s += " · "
 		}
-		s += "answered by " + servedBy
+		s += "answered by " + m.AnsweredBy
 	}
 	return s
 }

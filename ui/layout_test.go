@@ -75,7 +75,7 @@ func fillLongTexts(u *UI) {
 	u.workers.setRows(buildRows(entries, stats, time.Now()))
 
 	long := "http://queen-primary.cluster-one.example.internal:7833"
-	u.queen.setState(app.QueenState{Mode: app.QueenRemote, URL: "", Error: "Get \"" + long +
+	u.queen.setState(app.QueenState{Mode: app.QueenRemote, URL: long, Error: "Get \"" + long +
 		"/v1/health\": dial tcp 10.200.30.40:7833: connect: connection refused (is the Queen running? check the URL and the firewall)"})
 	now := time.Now()
 	qw := []wire.Worker{}
@@ -87,6 +87,12 @@ func fillLongTexts(u *UI) {
 	}
 	u.queen.workers = qw
 	u.queen.list.Refresh()
+	u.queen.endpoint.setStatus(long, []app.EndpointModel{
+		{Name: "Meta-Llama-3.1-8B-Instruct-Q4_K_M", Status: app.ModelLoaded, Where: "beekeeper", Workers: []string{entries[0].ID, entries[1].ID}},
+		{Name: "qwen2.5-coder-14b-instruct-q5_k_m", Status: app.ModelLoading, Where: "hive-workstation-with-a-long-name"},
+		{Name: "stories260K", Status: app.ModelIdle, Where: "beekeeper", Workers: []string{entries[2].ID}},
+		{Name: "TinyLlama-1.1B-Chat-v1.0.Q8_0", Status: app.ModelLoadable, Where: "hive-workstation-with-a-long-name"},
+	}, nil)
 
 	if v := u.chat; v != nil {
 		v.summaries = []chat.Summary{{ID: "x", Title: "Explain the difference between a mutex and a semaphore in plain words, with examples",
@@ -95,12 +101,11 @@ func fillLongTexts(u *UI) {
 		v.conv.Messages = append(v.conv.Messages,
 			chat.Message{Role: "user", Content: "Please explain https://example.com/a/very/long/path/that/does/not/break/anywhere/because/it/has/no/spaces/index.html"},
 			chat.Message{Role: "assistant", Content: "Sure:\n\n```\nfunc main() { fmt.Println(\"a long line of code that goes on and on and on and on and on\") }\n```\nOnce upon a time there was a fairie!\nShe flew.",
-				Metrics: &chat.Metrics{CompletionTokens: 4096, TokensPerSecond: 123.4, TimeToFirstToken: 1234 * time.Millisecond}},
+				Metrics:    &chat.Metrics{CompletionTokens: 4096, TokensPerSecond: 123.4, TimeToFirstToken: 1234 * time.Millisecond},
+				AnsweredBy: entries[0].ID},
 			chat.Message{Role: "assistant", Content: "Part", ErrorKind: chat.ErrWorkerGone,
 				Error: "worker llm-192.168.100.200-18080 at http://192.168.100.200:18080 is unreachable: Post \"http://192.168.100.200:18080/v1/chat/completions\": dial tcp: connect: connection refused"})
 		v.showConversation()
-		v.views[1].servedBy = entries[0].ID
-		v.views[1].show(v.conv.Messages[1])
 		t := chat.Target{Kind: chat.TargetQueen, BaseURL: long, Model: "Meta-Llama-3.1-8B-Instruct-Q4_K_M"}
 		v.targets = []chat.Target{t}
 		v.conv.Target = t
@@ -157,9 +162,20 @@ func TestScreensLayOutCleanly(t *testing.T) {
 			u.win.Resize(size)
 			for _, tab := range screensToCheck(u) {
 				u.tabs.Select(tab)
-				u.win.Content().Refresh()
-				for _, p := range layoutProblems(u.win.Content()) {
-					t.Errorf("%.0f×%.0f %s: %s", size.Width, size.Height, tab.Text, p)
+				parts := []*container.TabItem{nil}
+				if tab == u.tabQueen { // the endpoint's models, then the Queen's workers
+					parts = u.queen.parts.Items
+				}
+				for _, part := range parts {
+					name := tab.Text
+					if part != nil {
+						u.queen.parts.Select(part)
+						name += " / " + part.Text
+					}
+					u.win.Content().Refresh()
+					for _, p := range layoutProblems(u.win.Content()) {
+						t.Errorf("%.0f×%.0f %s: %s", size.Width, size.Height, name, p)
+					}
 				}
 			}
 		}
@@ -174,10 +190,13 @@ func TestTablesFitTheirWidth(t *testing.T) {
 		for _, size := range []fyne.Size{{Width: 800, Height: 500}, {Width: 1400, Height: 900}} {
 			u.win.Resize(size)
 			for _, c := range []struct {
-				tab *container.TabItem
-				fit *fitTable
-			}{{u.tabWorkers, u.workers.fit}, {u.tabQueen, u.queen.fit}} {
+				tab, part *container.TabItem
+				fit       *fitTable
+			}{{u.tabWorkers, nil, u.workers.fit}, {u.tabQueen, u.queen.tabWorkers, u.queen.fit}, {u.tabQueen, u.queen.tabModels, u.queen.endpoint.fit}} {
 				u.tabs.Select(c.tab)
+				if c.part != nil {
+					u.queen.parts.Select(c.part)
+				}
 				u.win.Content().Refresh()
 				used := float32(0)
 				var titles []string
@@ -188,7 +207,7 @@ func TestTablesFitTheirWidth(t *testing.T) {
 				if view := c.fit.table.Size().Width; used > view+0.5 {
 					t.Errorf("%.0f×%.0f %s: the columns take %.0f px of a %.0f px table: %q", size.Width, size.Height, c.tab.Text, used, view, titles)
 				}
-				if size.Width == 800 && len(titles) < 5 {
+				if size.Width == 800 && len(titles) < min(5, len(c.fit.cols)) {
 					t.Errorf("%s at 800 px shows only %q", c.tab.Text, titles)
 				}
 				if c.tab == u.tabWorkers && c.fit.shown[len(c.fit.shown)-1] != colActions {

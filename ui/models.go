@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"image/color"
 	"net/url"
-	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -444,28 +442,6 @@ func (v *modelsView) confirmDelete(path string) {
 		v.reload()
 	}, v.u.win)
 	v.u.showDialog(d)
-}
-
-// localPath says whether what was typed in the URL box is a file on this computer
-// (a path, or a file:// URL), and which.
-func localPath(text string) (string, bool) {
-	switch {
-	case strings.HasPrefix(text, "file://"):
-		u, err := url.Parse(text)
-		if err != nil {
-			return "", false
-		}
-		return u.Path, true
-	case strings.HasPrefix(text, "~/"):
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", false
-		}
-		return filepath.Join(home, text[2:]), true
-	case filepath.IsAbs(text):
-		return text, true
-	}
-	return "", false
 }
 
 func setVisible(o fyne.CanvasObject, on bool) {

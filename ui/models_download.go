@@ -25,7 +25,13 @@ import (
 // the library instead.
 func (v *modelsView) startDownload() {
 	text := strings.TrimSpace(v.url.Text)
-	if path, ok := localPath(text); ok {
+	// A path (absolute, ~ or file://) is a file on this computer: it joins the library
+	// where it is. One that is no model stays in the box, so a typo can be fixed.
+	if path, ok := expandPath(text, false); ok {
+		if err := checkModelFile(path); err != nil {
+			v.u.showError(err)
+			return
+		}
 		v.addFile(path)
 		v.url.SetText("")
 		return

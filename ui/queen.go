@@ -76,12 +76,21 @@ type queenScreen struct {
 	state   app.QueenState
 	quiet   bool // set while the radio is moved by code, not by the user
 	content fyne.CanvasObject
+	// The lower half: the endpoint's models and the Queen's workers, one at a time (at
+	// 800×500 two tables on top of each other showed a row each).
+	endpoint   *endpointPart
+	parts      *container.AppTabs
+	tabModels  *container.TabItem
+	tabWorkers *container.TabItem
 	// stopLoad ends the load poll; nil while the screen is hidden.
 	stopLoad context.CancelFunc
+	// ask wakes the load poll at once: the Queen's workers changed, so a model may
+	// have loaded or gone.
+	ask chan struct{}
 }
 
 func newQueenScreen(u *UI) *queenScreen {
-	s := &queenScreen{u: u}
+	s := &queenScreen{u: u, ask: make(chan struct{}, 1)}
 	st := u.core.Settings()
 
 	s.addr = newKeyEntry(func() { s.apply(app.QueenEmbedded) }, nil)
@@ -91,12 +100,11 @@ func newQueenScreen(u *UI) *queenScreen {
 	s.embTok.SetText(st.EmbeddedToken)
 	s.startBt = widget.NewButtonWithIcon("Start", theme.MediaPlayIcon(), nil)
 	s.startBt.Importance = widget.HighImportance
-	embedded := widget.NewForm(
-		widget.NewFormItem("Address", s.addr),
-		widget.NewFormItem("Token", s.embTok),
-	)
+	// Each form is one row (the token beside the address, the buttons at its end): the
+	// screen's lower half needs the height at 800×500.
 	s.panels = map[app.QueenMode]fyne.CanvasObject{}
-	s.panels[app.QueenEmbedded] = container.NewVBox(embedded, container.NewHBox(s.startBt))
+	s.panels[app.QueenEmbedded] = container.NewBorder(nil, nil, boldLabel("Address"),
+		container.NewHBox(boldLabel("Token"), fixedWidth(190, s.embTok), s.startBt), s.addr)
 
 	s.url = newKeyEntry(func() { s.apply(app.QueenRemote) }, nil)
 	s.url.SetPlaceHolder("http://queen.local:7833")
@@ -107,8 +115,8 @@ func newQueenScreen(u *UI) *queenScreen {
 	test := widget.NewButtonWithIcon("Test connection", theme.SearchIcon(), s.testRemote)
 	connect := widget.NewButtonWithIcon("Connect", theme.LoginIcon(), func() { s.apply(app.QueenRemote) })
 	connect.Importance = widget.HighImportance
-	remote := widget.NewForm(widget.NewFormItem("URL", s.url), widget.NewFormItem("Token", s.remTok))
-	s.panels[app.QueenRemote] = container.NewVBox(remote, container.NewHBox(test, connect))
+	s.panels[app.QueenRemote] = container.NewBorder(nil, nil, boldLabel("URL"),
+		container.NewHBox(boldLabel("Token"), fixedWidth(150, s.remTok), test, connect), s.url)
 	off := widget.NewLabel("Workers run on their own; nothing registers them or routes to them. " +
 		"Chat talks to each worker directly.")
 	off.Wrapping = fyne.TextWrapWord
@@ -165,20 +173,47 @@ func newQueenScreen(u *UI) *queenScreen {
 
 	panel := container.NewStack(s.panels[app.QueenOff], s.panels[app.QueenEmbedded], s.panels[app.QueenRemote])
 	head := container.NewVBox(
-		widget.NewLabelWithStyle("Where local workers register", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
+		boldLabel("Where local workers register"),
 		s.mode, panel,
 		container.NewBorder(nil, nil, container.NewCenter(dotBox), nil, s.status),
 		s.busy,
-		widget.NewSeparator(),
-		widget.NewLabelWithStyle("The Queen's workers (all machines)", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
 	)
-	s.content = container.NewBorder(container.NewPadded(head), nil, nil, nil, s.fit.holder)
+	s.endpoint = newEndpointPart(u)
+	s.endpoint.changed = s.retitle
+	s.tabModels = container.NewTabItem("Models", s.endpoint.content)
+	s.tabWorkers = container.NewTabItem("Workers (all machines)", s.fit.holder)
+	s.parts = container.NewAppTabs(s.tabModels, s.tabWorkers)
+	s.content = container.NewBorder(container.NewPadded(head), nil, nil, nil, s.parts)
 
 	// The radio starts on the saved mode, which is the core's: setState moves it only
 	// when the core's mode changes from this one.
 	s.state.Mode = st.QueenMode
 	s.selectMode(st.QueenMode)
 	return s
+}
+
+// retitle counts the models and workers in the lower half's tabs.
+func (s *queenScreen) retitle() {
+	models, workers := "Models", "Workers (all machines)"
+	if s.endpoint.base != "" {
+		models = fmt.Sprintf("Models (%d)", len(s.endpoint.models))
+	}
+	if s.state.URL != "" {
+		workers = fmt.Sprintf("Workers, all machines (%d)", len(s.workers))
+	}
+	if s.tabModels.Text != models || s.tabWorkers.Text != workers {
+		s.tabModels.Text, s.tabWorkers.Text = models, workers
+		s.parts.Refresh()
+	}
+}
+
+func boldLabel(text string) *widget.Label {
+	return widget.NewLabelWithStyle(text, fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+}
+
+// fixedWidth gives o width w and its own height.
+func fixedWidth(w float32, o fyne.CanvasObject) *fyne.Container {
+	return container.NewGridWrap(fyne.NewSize(w, o.MinSize().Height), o)
 }
 
 // selectMode moves the radio and the form to mode without applying it.
@@ -271,7 +306,15 @@ func (s *queenScreen) setState(st app.QueenState) {
 	if !slices.EqualFunc(prev.Workers, st.Workers, sameQueenWorker) {
 		s.workers = st.Workers
 		s.list.Refresh()
+		s.askNow()
 	}
+	settings := s.u.core.Settings()
+	hasToken := st.Mode == app.QueenEmbedded || (st.Mode == app.QueenRemote && settings.RemoteToken != "")
+	s.endpoint.setQueen(st, hasToken)
+	if st.URL != prev.URL {
+		s.askNow()
+	}
+	s.retitle()
 	if s.u.tray != nil {
 		s.u.tray.update()
 	}
@@ -403,25 +446,37 @@ func (s *queenScreen) shown() {
 		tick := time.NewTicker(queenLoadPeriod)
 		defer tick.Stop()
 		for {
-			if st := s.u.core.QueenState(); st.Connected {
+			if st := s.u.core.QueenState(); st.URL != "" {
 				ask, done := context.WithTimeout(ctx, queenLoadPeriod)
 				ws, err := s.u.core.QueenWorkers(ask)
+				es, esErr := s.u.core.EndpointStatus(ask)
 				done()
-				if err == nil {
-					s.u.do(func() {
-						if ctx.Err() == nil {
-							s.setLoad(ws)
-						}
-					})
-				}
+				s.u.do(func() {
+					if ctx.Err() != nil {
+						return
+					}
+					if err == nil {
+						s.setLoad(ws)
+					}
+					s.endpoint.setStatus(st.URL, es.Models, esErr)
+				})
 			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
+			case <-s.ask:
 			}
 		}
 	})
+}
+
+// askNow wakes the load poll (when the screen is shown) to ask the Queen at once.
+func (s *queenScreen) askNow() {
+	select {
+	case s.ask <- struct{}{}:
+	default: // one is pending already
+	}
 }
 
 // hidden stops the load poll.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -280,10 +281,10 @@ const maxGPULayers = 10000
 func (f *spawnForm) updateEstimate() {
 	f.estGen++
 	gen := f.estGen
-	path := strings.TrimSpace(f.modelSel.Text)
+	path, ok := expandPath(f.modelSel.Text, true)
 	ctx, ctxErr := optionalInt(f.ctxSize.Text, 0, 1<<20)
 	layers, layersErr := f.gpuLayers()
-	if path == "" || ctxErr != nil || layersErr != nil {
+	if !ok || ctxErr != nil || layersErr != nil {
 		f.estimate.SetText("")
 		f.relayout()
 		return
@@ -441,18 +442,22 @@ func (f *spawnForm) request() (hive.SpawnRequest, error) {
 		RegisterWithQueen: true,
 	}
 	if req.ModelPath == "" {
-		return req, &formError{"Model", "choose a .gguf model file (Browse…)"}
+		return req, &formError{"Model", "choose a .gguf model file (Browse…), or type or paste its path"}
 	}
-	if !filepath.IsAbs(req.ModelPath) {
-		abs, err := filepath.Abs(req.ModelPath)
-		if err != nil {
-			return req, &formError{"Model", "give the model's full path"}
-		}
-		req.ModelPath = abs
+	// A typed or pasted path: ~, quotes and file:// are what people paste. A file that
+	// is not GGUF is left to the spawn, whose error names the fix (the memory line
+	// already says so while the dialog is open).
+	path, ok := expandPath(req.ModelPath, true)
+	if !ok {
+		return req, &formError{"Model", "give the model's full path"}
 	}
-	if st, err := os.Stat(req.ModelPath); err != nil {
-		return req, &formError{"Model", fmt.Sprintf("%s cannot be read: %v", req.ModelPath, errors.Unwrap(err))}
-	} else if st.IsDir() {
+	req.ModelPath = path
+	switch st, err := os.Stat(path); {
+	case errors.Is(err, fs.ErrNotExist):
+		return req, &formError{"Model", "there is no file at " + path + ": give the whole path of a .gguf file (~ is your home folder), or Browse…"}
+	case err != nil:
+		return req, &formError{"Model", fmt.Sprintf("%s cannot be read: %v", path, errors.Unwrap(err))}
+	case st.IsDir():
 		return req, &formError{"Model", "that is a folder: choose a .gguf file in it"}
 	}
 	if req.WorkerType == "" {
@@ -502,7 +507,6 @@ func (f *spawnForm) submitForm() {
 	}
 	f.setBusy(true)
 	f.status.SetText("Starting " + wire.ModelName(req.ModelPath) + "…")
-	f.u.core.RememberModel(req.ModelPath)
 	ctx, cancel := context.WithTimeout(f.u.ctx, spawnTimeout)
 	f.abort = cancel
 	f.u.goBackground(func(context.Context) {
@@ -518,6 +522,12 @@ func (f *spawnForm) submitForm() {
 				return
 			}
 			f.u.core.Logger().Info("worker spawned", "id", entry.ID, "port", entry.Port)
+			// The model loaded: it joins the library and the recent models (a typed path
+			// too, as a Browsed one does), which the endpoint offers as loadable. One that
+			// failed does not: the endpoint would offer a model that cannot load.
+			if err := f.u.addModelFile(req.ModelPath); err != nil {
+				f.u.core.Logger().Warn("model not added to the library", "path", req.ModelPath, "err", err)
+			}
 			f.dlg.Hide()
 		})
 	})

@@ -387,8 +387,11 @@ func explain(err error) (title, fix string) {
 		setErr   *app.SettingsError
 		queenErr *app.QueenError
 		missing  *llamaruntime.MissingError
+		pathErr  *modelFileError
 	)
 	switch {
+	case errors.As(err, &pathErr):
+		return pathErr.explain()
 	case errors.As(err, &setErr): // first: it may wrap the hive's reason (ErrRuntimeMissing)
 		return "Setting not saved", fmt.Sprintf("correct the %s.", setErr.Field)
 	case errors.Is(err, hive.ErrRuntimeMissing), errors.As(err, &missing):

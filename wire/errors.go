@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // ErrorDetail is the inside of an OpenAI-shaped error.
@@ -64,6 +66,8 @@ const (
 type APIError struct {
 	Status int
 	Detail ErrorDetail
+	// RetryAfter, when set, goes out as the Retry-After header (whole seconds).
+	RetryAfter time.Duration
 }
 
 func (e *APIError) Error() string {
@@ -115,6 +119,9 @@ func WriteError(w http.ResponseWriter, err error) {
 	var apiErr *APIError
 	if !errors.As(err, &apiErr) {
 		apiErr = NewError(http.StatusInternalServerError, "", "internal error")
+	}
+	if apiErr.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((apiErr.RetryAfter+time.Second-1)/time.Second)))
 	}
 	WriteJSON(w, apiErr.Status, ErrorBody{Error: apiErr.Detail})
 }

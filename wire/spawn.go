@@ -60,9 +60,10 @@ type SpawnOrder struct {
 	Hive       string          `json:"hive,omitempty"`
 	CtxSize    int             `json:"ctx_size,omitempty"`
 	State      SpawnOrderState `json:"state"`
-	TakenBy    string          `json:"taken_by,omitempty"`  // the hive holding (or that held) it
-	WorkerID   string          `json:"worker_id,omitempty"` // done: the worker that serves it
-	Error      string          `json:"error,omitempty"`     // failed: why, for people
+	TakenBy    string          `json:"taken_by,omitempty"`   // the hive holding (or that held) it
+	WorkerID   string          `json:"worker_id,omitempty"`  // done: the worker that serves it
+	Error      string          `json:"error,omitempty"`      // failed: why, for people
+	ErrorCode  string          `json:"error_code,omitempty"` // failed: SpawnResult.ErrorCode
 	CreatedAt  time.Time       `json:"created_at"`
 	UpdatedAt  time.Time       `json:"updated_at"`
 	// LeaseMS, in a claim's answer, is how long the claim holds unless renewed: the
@@ -98,6 +99,8 @@ type SpawnResult struct {
 	Token    string `json:"claim_token,omitempty"` // the claim's token
 	WorkerID string `json:"worker_id,omitempty"`
 	Error    string `json:"error,omitempty"`
+	// ErrorCode classifies a failure for programs: CodeNoRoom, or "" for any other.
+	ErrorCode string `json:"error_code,omitempty"`
 }
 
 // Error codes of the spawn-order endpoints (APIError.Code).
@@ -105,6 +108,9 @@ const (
 	CodeOrderTaken    = "order_taken"    // claimed by another hive
 	CodeOrderEnded    = "order_ended"    // done, failed or cancelled
 	CodeOrderConflict = "order_conflict" // an order_id already used for another order
+	// CodeNoRoom: the hive's memory or worker budget had no room for the model, and
+	// every worker it could have evicted was busy. Worth retrying soon.
+	CodeNoRoom = "no_room"
 )
 
 // NewOrderID is a fresh random spawn order id: "order-" and 16 URL-safe characters from

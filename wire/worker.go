@@ -7,6 +7,11 @@ import "time"
 type Health struct {
 	Status   string   `json:"status"`
 	Progress *float64 `json:"progress,omitempty"`
+	// Loaded workers: requests generating and waiting, and milliseconds since a request
+	// last started or ended (since the load when none came).
+	Active int   `json:"active"`
+	Queued int   `json:"queued"`
+	IdleMS int64 `json:"idle_ms"`
 }
 
 // Health statuses.

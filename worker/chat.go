@@ -15,7 +15,8 @@ import (
 )
 
 // handleChat serves POST /v1/chat/completions: messages (content as a string or text
-// parts), tools and tool_choice, response_format.
+// parts, and image_url parts on a worker with a projector), tools and tool_choice,
+// response_format.
 func (w *Worker) handleChat(rw http.ResponseWriter, r *http.Request) error {
 	var req wire.ChatCompletionRequest
 	if err := decodeBody(rw, r, &req); err != nil {
@@ -29,7 +30,7 @@ func (w *Worker) handleChat(rw http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	msgs, err := chatMessages(req.Messages)
+	msgs, images, err := chatMessages(req.Messages, e)
 	if err != nil {
 		return err
 	}
@@ -71,6 +72,7 @@ func (w *Worker) handleChat(rw http.ResponseWriter, r *http.Request) error {
 		calls.jinja = prompt.Source == engine.TemplateJinja
 	}
 	sampling.Stop = append(sampling.Stop, prompt.Stops...)
+	sampling.Images = images
 	return w.generate(rw, r, e, prompt.Text, prompt.ParseSpecial, sampling, &req.SamplingParams, chatFormat, calls)
 }
 
@@ -94,46 +96,61 @@ func badField(format string, args ...any) error {
 	return wire.NewError(http.StatusBadRequest, wire.CodeInvalidField, format, args...)
 }
 
-// chatMessages checks the messages and turns them into the engine's.
-func chatMessages(in []wire.ChatMessage) ([]engine.Message, error) {
+// chatMessages checks the messages and turns them into the engine's; the images of
+// image_url parts come back in prompt order, each message's text led by their markers.
+func chatMessages(in []wire.ChatMessage, e *engine.Engine) ([]engine.Message, [][]byte, error) {
 	if len(in) == 0 {
-		return nil, badField("messages is empty: send at least one {\"role\":\"user\",\"content\":...}")
+		return nil, nil, badField("messages is empty: send at least one {\"role\":\"user\",\"content\":...}")
 	}
 	msgs := make([]engine.Message, len(in))
+	var images [][]byte
 	for i, m := range in {
 		switch m.Role {
 		case "":
-			return nil, badField("messages[%d].role is empty: use system, user, assistant or tool", i)
+			return nil, nil, badField("messages[%d].role is empty: use system, user, assistant or tool", i)
 		case "tool":
 			if m.ToolCallID == "" {
-				return nil, badField("messages[%d] is a tool result without tool_call_id: name the call it answers", i)
+				return nil, nil, badField("messages[%d] is a tool result without tool_call_id: name the call it answers", i)
 			}
-		}
-		if len(m.Images) > 0 {
-			return nil, badField("messages[%d] holds an image_url part, but this worker serves a text-only model: "+
-				"send text parts only (multimodal projectors are not supported yet)", i)
 		}
 		for field, text := range map[string]string{"content": m.Content, "role": m.Role, "name": m.Name, "tool_call_id": m.ToolCallID} {
 			if err := checkNoNUL(fmt.Sprintf("messages[%d].%s", i, field), text); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
-		msg := engine.Message{Role: m.Role, Content: m.Content, ToolCallID: m.ToolCallID, Name: m.Name}
+		content := m.Content
+		if len(m.Images) > 0 {
+			var imgs [][]byte
+			var err error
+			if content, imgs, err = withImages(e, i, content, m.Images); err != nil {
+				return nil, nil, err
+			}
+			images = append(images, imgs...)
+		}
+		msg := engine.Message{Role: m.Role, Content: content, ToolCallID: m.ToolCallID, Name: m.Name}
 		for j, c := range m.ToolCalls {
 			if c.Function.Name == "" {
-				return nil, badField("messages[%d].tool_calls[%d].function.name is empty", i, j)
+				return nil, nil, badField("messages[%d].tool_calls[%d].function.name is empty", i, j)
 			}
 			if args := strings.TrimSpace(c.Function.Arguments); args != "" && !json.Valid([]byte(args)) {
-				return nil, badField("messages[%d].tool_calls[%d].function.arguments is not valid JSON", i, j)
+				return nil, nil, badField("messages[%d].tool_calls[%d].function.arguments is not valid JSON", i, j)
 			}
 			if err := checkNoNUL(fmt.Sprintf("messages[%d].tool_calls[%d]", i, j), c.Function.Name+c.Function.Arguments); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			msg.ToolCalls = append(msg.ToolCalls, engine.ToolCall{ID: c.ID, Name: c.Function.Name, Arguments: c.Function.Arguments})
 		}
 		msgs[i] = msg
 	}
-	return msgs, nil
+	if len(images) > 0 {
+		// The marker in a message's own text would stand for an image that is not there.
+		for i, m := range in {
+			if strings.Contains(m.Content, e.MediaMarker()) {
+				return nil, nil, badField("messages[%d].content holds %q, which stands for an image on this worker: remove it", i, e.MediaMarker())
+			}
+		}
+	}
+	return msgs, images, nil
 }
 
 // requestTools is a request's tools in the forms the prompt and the grammar take.

@@ -31,20 +31,23 @@ const (
 func (w *Worker) routes() http.Handler {
 	mux := http.NewServeMux()
 	allow := map[string]string{} // path -> the method it takes, for 405 answers
-	route := func(method, path string, h http.Handler) {
-		mux.Handle(method+" "+path, h)
+	route := func(method, path string, h func(http.ResponseWriter, *http.Request) error) {
+		mux.Handle(method+" "+path, w.handle(path, h))
 		allow[path] = method
 	}
-	route(http.MethodGet, wire.PathHealth, http.HandlerFunc(w.handleHealth))
-	route(http.MethodGet, wire.PathCapabilities, w.handle(w.handleCapabilities))
-	route(http.MethodPost, wire.PathAdopt, w.handle(w.handleAdopt))
-	route(http.MethodGet, wire.PathModels, w.handle(w.handleModels))
-	route(http.MethodPost, wire.PathChat, w.handle(w.handleChat))
-	route(http.MethodPost, wire.PathCompletions, w.handle(w.handleCompletion))
-	route(http.MethodPost, wire.PathEmbeddings, w.handle(w.handleEmbeddings))
+	mux.Handle(http.MethodGet+" "+wire.PathHealth, http.HandlerFunc(w.handleHealth))
+	allow[wire.PathHealth] = http.MethodGet
+	route(http.MethodGet, wire.PathCapabilities, w.handleCapabilities)
+	route(http.MethodPost, wire.PathAdopt, w.handleAdopt)
+	route(http.MethodGet, wire.PathModels, w.handleModels)
+	route(http.MethodPost, wire.PathChat, w.handleChat)
+	route(http.MethodPost, wire.PathCompletions, w.handleCompletion)
+	route(http.MethodPost, wire.PathEmbeddings, w.handleEmbeddings)
+	// Prometheus's text format; it needs the token like the rest (docs/worker.md#metrics).
+	route(http.MethodGet, wire.PathMetrics, w.metrics.handle)
 	// Everything else gets an OpenAI-shaped JSON error (docs/protocol.md §1), not the mux's plain
 	// text: "/" matches any method and path the routes above do not.
-	mux.Handle("/", w.handle(func(rw http.ResponseWriter, r *http.Request) error {
+	mux.Handle("/", w.handle(otherEndpoint, func(rw http.ResponseWriter, r *http.Request) error {
 		method, ok := allow[r.URL.Path]
 		if !ok {
 			return wire.NewError(http.StatusNotFound, "", "no such endpoint: %s %s", r.Method, r.URL.Path)
@@ -61,15 +64,18 @@ func (w *Worker) routes() http.Handler {
 
 // handle adapts a handler that returns an error: the token is checked first, and an error
 // becomes one OpenAI-shaped JSON answer (its cause goes to the log when it is internal).
-func (w *Worker) handle(h func(http.ResponseWriter, *http.Request) error) http.Handler {
+// Every answer is counted in /metrics under endpoint (a route's path) and its status.
+func (w *Worker) handle(endpoint string, h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if !w.authorized(r) {
 			rw.Header().Set("WWW-Authenticate", `Bearer realm="beekeeper-worker"`)
 			wire.WriteError(rw, wire.NewError(http.StatusUnauthorized, wire.CodeUnauthorized,
 				"missing or wrong bearer token: send Authorization: Bearer <the worker's token, its $%s>", wire.EnvAPIToken))
+			w.metrics.request(endpoint, http.StatusUnauthorized)
 			return
 		}
 		err := h(rw, r)
+		w.metrics.request(endpoint, statusOf(err)) // handlers answer 200 unless they return an error
 		if err == nil {
 			return
 		}
@@ -93,9 +99,11 @@ func (w *Worker) handleHealth(rw http.ResponseWriter, _ *http.Request) {
 	if w.engine.Load() == nil {
 		p := float64(math.Float32frombits(w.progress.Load()))
 		wire.WriteJSON(rw, http.StatusServiceUnavailable, wire.Health{Status: wire.HealthLoading, Progress: &p})
+		w.metrics.request(wire.PathHealth, http.StatusServiceUnavailable)
 		return
 	}
-	wire.WriteJSON(rw, http.StatusOK, wire.Health{Status: wire.HealthOK})
+	wire.WriteJSON(rw, http.StatusOK, w.health())
+	w.metrics.request(wire.PathHealth, http.StatusOK)
 }
 
 // handleCapabilities answers the worker's capabilities. A GET changes nothing: an <img>
@@ -200,7 +208,9 @@ func (w *Worker) generate(rw http.ResponseWriter, r *http.Request, e *engine.Eng
 			return nil
 		}
 	}
-	res, genErr := ticket.Run(emit)
+	clock := w.metrics.clock(start)
+	res, genErr := ticket.Run(func(b []byte) error { clock.tick(); return emit(b) })
+	clock.done(res)
 	if calls != nil && genErr == nil {
 		found, content, ok := calls.parse(string(held))
 		switch {

@@ -39,6 +39,7 @@ type Config struct {
 	Queue         int    // requests that may wait for a slot; 0 = 4 per slot; -1 = none
 	GPULayers     string // auto (default), all, or a count; 0 = CPU only
 	Embeddings    bool   // serve /v1/embeddings from a second context
+	Projector     string // --mmproj: the model's multimodal projector (mmproj GGUF), for images in chats; "" = text only
 	// IdleTTL stops the worker after that long with no request (0 = never), so a hive
 	// unloads a model nobody uses; the next request for it loads it again.
 	IdleTTL  time.Duration
@@ -194,7 +195,8 @@ type Worker struct {
 	used     lastUse // for --ttl
 	offload  offload // set before engine is stored
 
-	guard *httpguard.Guard // Host and Origin checks, body deadline
+	guard   *httpguard.Guard // Host and Origin checks, body deadline
+	metrics *workerMetrics   // GET /metrics
 
 	// stopping ends when the worker shuts down: in-flight generations end cleanly.
 	stopping   context.Context
@@ -290,6 +292,7 @@ func newWorker(cfg Config) (*Worker, error) {
 		modelName: wire.ModelName(cfg.ModelPath),
 	}
 	w.stopping, w.stopAll = context.WithCancel(context.Background())
+	w.metrics = newWorkerMetrics(w.engine.Load)
 	w.heartbeats = newHeartbeater(w)
 	var err error
 	if w.guard, err = httpguard.New(cfg.guardConfig()); err != nil {
@@ -308,6 +311,7 @@ func (w *Worker) load() error {
 	e, err := engine.Load(engine.Config{
 		GPULayers:  plan.layers,
 		Embeddings: w.cfg.Embeddings,
+		Projector:  w.cfg.Projector,
 		ModelPath:  w.cfg.ModelPath,
 		LibDir:     w.cfg.LlamaLib,
 		CtxSize:    w.cfg.CtxSize,

@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/hybridgroup/yzma/pkg/llama"
+	"github.com/hybridgroup/yzma/pkg/mtmd"
 
 	"github.com/beekeeper-hive/beekeeper/llamaruntime"
 	"github.com/beekeeper-hive/beekeeper/worker/chattmpl"
@@ -82,6 +83,10 @@ type Config struct {
 	// Embeddings adds a second context for /v1/embeddings (pooling from the model,
 	// mean when it names none).
 	Embeddings bool
+	// Projector is the model's multimodal projector (an mmproj GGUF), for images in
+	// chats; "" = text only. It needs the runtime's multimodal library (see
+	// llamaruntime.InstallVision).
+	Projector string
 	// Progress receives the model load progress, 0..1. It runs on the loading thread.
 	Progress func(float32)
 }
@@ -106,6 +111,9 @@ type Engine struct {
 	modelSize        int64
 	kvBytesPerToken  int64
 	nSWA             int // the model's sliding attention window; 0 = none
+
+	mctx   mtmd.Context // the projector's context; 0 = text only (vision.go)
+	marker string       // the text that stands for an image in a prompt
 
 	sched     *scheduler
 	freeModel sync.Once
@@ -223,8 +231,15 @@ func Load(cfg Config) (*Engine, error) {
 	}
 	e.threads = int(threads)
 
+	if cfg.Projector != "" {
+		if err := e.loadProjector(cfg.Projector, cfg.LibDir); err != nil {
+			llama.ModelFree(model)
+			return nil, err
+		}
+	}
 	lctx, pool, err := e.newContext(threads)
 	if err != nil {
+		e.freeProjector()
 		llama.ModelFree(model)
 		return nil, &ModelError{Path: cfg.ModelPath, Err: err}
 	}
@@ -233,6 +248,7 @@ func Load(cfg Config) (*Engine, error) {
 		if emb, err = e.newEmbedder(threads, pool); err != nil {
 			_ = llama.Free(lctx)
 			llama.ThreadpoolFree(pool)
+			e.freeProjector()
 			llama.ModelFree(model)
 			return nil, &ModelError{Path: cfg.ModelPath, Err: err}
 		}
@@ -380,6 +396,9 @@ func (e *Engine) Close(ctx context.Context) error {
 	if err := e.sched.close(ctx); err != nil {
 		return fmt.Errorf("close engine: requests still running: %w", err)
 	}
-	e.freeModel.Do(func() { llama.ModelFree(e.model) })
+	e.freeModel.Do(func() {
+		e.freeProjector()
+		llama.ModelFree(e.model)
+	})
 	return nil
 }

@@ -43,6 +43,10 @@ type Sampling struct {
 	// Grammar, a llama.cpp GBNF grammar whose start rule is "root", constrains every
 	// token (structured output, forced tool calls); "" = none.
 	Grammar string
+	// Images are the encoded images (PNG, JPEG, ...) of a chat's prompt, one for each
+	// MediaMarker in its text, in order (vision.go). Not a setting of the sampler: it
+	// rides here because a request reaches Prepare with its prompt and its Sampling.
+	Images [][]byte
 }
 
 // DefaultSampling returns llama-server's defaults with a random seed.
@@ -56,10 +60,16 @@ type Job struct {
 	sampling Sampling
 	stops    [][]byte
 	maxNew   int
+	media    *media // a prompt with images (vision.go); nil = text only
 }
 
-// PromptTokens is the number of prompt tokens.
-func (j *Job) PromptTokens() int { return len(j.tokens) }
+// PromptTokens is the number of prompt tokens, an image's tokens included.
+func (j *Job) PromptTokens() int {
+	if j.media != nil {
+		return j.media.nTokens
+	}
+	return len(j.tokens)
+}
 
 // Result sums up a finished generation.
 type Result struct {
@@ -77,6 +87,35 @@ func (e *Engine) Prepare(prompt string, parseSpecial bool, s Sampling) (*Job, er
 	if strings.IndexByte(prompt, 0) >= 0 {
 		return nil, ErrNUL
 	}
+	job, err := e.tokenize(prompt, parseSpecial, s.Images)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.checkSampling(s); err != nil {
+		if job.media != nil {
+			job.media.free()
+		}
+		return nil, err
+	}
+	s.Images = nil // read: the job need not keep them
+	job.sampling = s
+	if s.MaxTokens > 0 && s.MaxTokens < job.maxNew {
+		job.maxNew = s.MaxTokens
+	}
+	for _, stop := range s.Stop {
+		if stop != "" {
+			job.stops = append(job.stops, []byte(stop))
+		}
+	}
+	return job, nil
+}
+
+// tokenize makes a job of the prompt (and its images) that fits the context, maxNew
+// the room left in it.
+func (e *Engine) tokenize(prompt string, parseSpecial bool, images [][]byte) (*Job, error) {
+	if len(images) > 0 {
+		return e.prepareMedia(prompt, parseSpecial, images)
+	}
 	tokens := llama.Tokenize(e.vocab, prompt, true, parseSpecial)
 	if len(tokens) == 0 {
 		return nil, errors.New("the prompt is empty")
@@ -84,37 +123,31 @@ func (e *Engine) Prepare(prompt string, parseSpecial bool, s Sampling) (*Job, er
 	if len(tokens) >= e.ctxSize {
 		return nil, &ContextExceededError{PromptTokens: len(tokens), ContextSize: e.ctxSize}
 	}
-	room := e.ctxSize - len(tokens)
-	maxNew := room
-	if s.MaxTokens > 0 && s.MaxTokens < room {
-		maxNew = s.MaxTokens
-	}
+	return &Job{tokens: tokens, maxNew: e.ctxSize - len(tokens)}, nil
+}
+
+// checkSampling checks what llama.cpp must accept of s: its penalties and its grammar.
+func (e *Engine) checkSampling(s Sampling) error {
 	if usesPenalties(s) {
 		p := llama.SamplerInitPenalties(llama.VocabNTokens(e.vocab), PenaltyLastN, 1, 0, 0)
 		if p == 0 {
-			return nil, errors.New("llama.cpp made no penalties sampler")
+			return errors.New("llama.cpp made no penalties sampler")
 		}
 		llama.SamplerFree(p)
 	}
 	if s.Grammar != "" {
 		if strings.IndexByte(s.Grammar, 0) >= 0 {
-			return nil, ErrNUL
+			return ErrNUL
 		}
 		// Parse it here, on the request's goroutine, so a bad grammar is the request's
 		// error rather than a sequence that cannot sample.
 		g, err := grammar.NewSampler(e.vocab, s.Grammar)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrGrammar, err)
+			return fmt.Errorf("%w: %w", ErrGrammar, err)
 		}
 		llama.SamplerFree(g)
 	}
-	job := &Job{tokens: tokens, sampling: s, maxNew: maxNew}
-	for _, stop := range s.Stop {
-		if stop != "" {
-			job.stops = append(job.stops, []byte(stop))
-		}
-	}
-	return job, nil
+	return nil
 }
 
 // ErrGrammar is returned by Prepare for a grammar llama.cpp cannot parse.

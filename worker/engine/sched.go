@@ -110,7 +110,7 @@ func newScheduler(e *Engine, lctx llama.Context, pool llama.Threadpool) *schedul
 func (e *Engine) Generate(ctx context.Context, job *Job, emit func([]byte) error) (Result, error) {
 	t, err := e.Admit(ctx, job)
 	if err != nil {
-		return Result{PromptTokens: len(job.tokens)}, err
+		return Result{PromptTokens: job.PromptTokens()}, err
 	}
 	return t.Run(emit)
 }
@@ -154,7 +154,7 @@ func (t *Ticket) Run(emit func([]byte) error) (Result, error) {
 	s.reserved--
 	if s.closing {
 		s.mu.Unlock()
-		return Result{PromptTokens: len(r.job.tokens)}, ErrClosed
+		return Result{PromptTokens: r.job.PromptTokens()}, ErrClosed
 	}
 	s.pending = append(s.pending, r)
 	s.mu.Unlock()
@@ -186,7 +186,8 @@ func (s *scheduler) close(ctx context.Context) error {
 	s.pending = nil // embedding jobs already queued are few (maxEmbedJobs): run finishes them
 	s.mu.Unlock()
 	for _, r := range queued {
-		r.res.PromptTokens = len(r.job.tokens)
+		r.res.PromptTokens = r.job.PromptTokens()
+		r.job.release()
 		r.err = ErrClosed
 		close(r.done)
 	}
@@ -228,6 +229,7 @@ func (s *scheduler) run() {
 			<-s.wake
 			continue
 		}
+		s.readMedia()
 		s.decodeStep()
 		s.dropCancelled()
 		s.publish()
@@ -246,7 +248,8 @@ func (s *scheduler) admit() (busy, closing bool) {
 	kept := s.pending[:0]
 	for _, r := range s.pending {
 		if err := r.ctx.Err(); err != nil {
-			r.res.PromptTokens = len(r.job.tokens)
+			r.res.PromptTokens = r.job.PromptTokens()
+			r.job.release()
 			r.err = err
 			close(r.done)
 			continue
@@ -259,7 +262,7 @@ func (s *scheduler) admit() (busy, closing bool) {
 		r := s.pending[0]
 		s.pending[0] = nil
 		s.pending = s.pending[1:]
-		q := s.pick(r.job.tokens)
+		q := s.pick(r.job.reusable())
 		q.state = seqPrompt // taken: the next pick passes it by
 		starts = append(starts, start{q, r})
 		s.active++
@@ -326,7 +329,7 @@ func commonPrefix(a, b []llama.Token) int {
 // least the prompt's last token is read again, since its logits give the first token.
 func (s *scheduler) start(q *sequence, r *request) {
 	prompt := r.job.tokens
-	keep := min(commonPrefix(q.cached, prompt), len(prompt)-1)
+	keep := min(commonPrefix(q.cached, r.job.reusable()), len(prompt)-1)
 	if keep < minReuse(len(prompt)) {
 		keep = 0
 	}
@@ -348,9 +351,9 @@ func (s *scheduler) start(q *sequence, r *request) {
 	q.state, q.req, q.prompt, q.nRead, q.started = seqPrompt, r, prompt, keep, s.nextStart
 	q.smpl = newSampler(s.e.vocab, r.job.sampling)
 	q.st = stopper{stops: r.job.stops, text: q.st.text[:0]}
-	q.res = Result{PromptTokens: len(prompt), CachedTokens: keep}
+	q.res = Result{PromptTokens: r.job.PromptTokens(), CachedTokens: keep}
 	s.cachedTotal += int64(keep)
-	s.promptTotal += int64(len(prompt))
+	s.promptTotal += int64(r.job.PromptTokens())
 }
 
 // decodeStep builds and decodes one batch, then samples every sequence that got logits.
@@ -377,6 +380,9 @@ func (s *scheduler) decodeStep() {
 	for _, q := range s.oldestFirst(seqPrompt) {
 		if budget <= 0 {
 			break
+		}
+		if q.req.job.media != nil {
+			continue // readMedia reads it
 		}
 		take := min(len(q.prompt)-q.nRead, budget)
 		one[0] = q.id
@@ -472,6 +478,7 @@ func (s *scheduler) dropCancelled() {
 // finish ends q's request and frees q; its cache stays for the next request.
 func (s *scheduler) finish(q *sequence, reason string, err error) {
 	r := q.req
+	r.job.release()
 	r.res = q.res
 	r.res.FinishReason = reason
 	r.err = err
