@@ -88,7 +88,16 @@ func New(cfg Config) (*App, error) {
 		ownerOnlySettingsFile() // a file from an older version may still be world-readable
 	}
 
+	// The saved Queen's token goes to the hive at once (the Queen itself comes with
+	// SetQueen below): the workers that outlived the last run were spawned with it, and
+	// the re-adoption asks each who it is with it. Without it every one answers 401,
+	// its identity goes unchecked, and the log tells the user to restart a healthy worker.
+	var savedToken string
+	if s.QueenMode != QueenOff {
+		savedToken = a.queenToken(s)
+	}
 	h, err := hive.Open(hive.Options{
+		QueenToken:    savedToken,
 		StateDir:      cfg.StateDir,
 		PortMin:       s.PortMin,
 		PortMax:       s.PortMax,
@@ -97,6 +106,7 @@ func New(cfg Config) (*App, error) {
 		SpawnedBy:     wire.SpawnedByGUI,
 		ResolveModel:  a.findModel,
 		ListModels:    a.listModels,
+		OrderTTLFor:   func(model string) time.Duration { return a.Settings().TTLFor(model) },
 		StatsInterval: cfg.StatsInterval,
 		Logger:        a.log,
 	})

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -245,5 +246,54 @@ func TestStopOnQuitSwitchedOffLeavesWorkersRunning(t *testing.T) {
 	}
 	if !spawner.Alive(e.PID, e.ProcessStart) {
 		t.Fatal("quitting stopped the worker although the setting was switched off")
+	}
+}
+
+// A restarted app re-adopts the workers that outlived it with the saved Queen's token,
+// the one they were spawned with: no "spawned with another API token" warning for its
+// own healthy workers (the hive opens before SetQueen gives it the Queen).
+func TestRestartAdoptsItsWorkersWithTheSavedToken(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("BEEKEEPER_HOME", home)
+	fa := test.NewTempApp(t)
+	s := DefaultSettings()
+	port := testenv.FreePort(t)
+	s.PortMin, s.PortMax = port, port+10
+	s.Save(fa.Preferences())
+	cfg := func(ring *LogRing) Config {
+		return Config{Prefs: fa.Preferences(), StateDir: home + "/state", WorkerBinary: testenv.Binary(t), Log: ring}
+	}
+	a, err := New(cfg(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	queenURL := fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t)) // nobody answers: the token is what counts
+	if err := a.SetQueen(ctx, QueenRemote, queenURL, "restart-token"); err != nil {
+		t.Fatal(err)
+	}
+	e, err := a.Hive().Spawn(ctx, hive.SpawnRequest{ModelPath: testenv.Model(t)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = spawner.StopPID(context.Background(), e.PID, e.ProcessStart, 5*time.Second) })
+	if err := a.Close(); err != nil { // stop-on-quit is off: the worker runs on
+		t.Fatal(err)
+	}
+
+	ring := NewLogRing(200)
+	b, err := New(cfg(ring))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if got, ok := b.Hive().Get(e.ID); !ok || !got.State.Live() {
+		t.Fatalf("the restarted app holds %+v for its worker %s", got, e.ID)
+	}
+	for _, l := range ring.Lines() {
+		if strings.Contains(l, "another API token") {
+			t.Fatalf("the restarted app took its own worker for another token's:\n%s", strings.Join(ring.Lines(), "\n"))
+		}
 	}
 }

@@ -2,8 +2,10 @@ package app
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -31,6 +33,11 @@ type Settings struct {
 	Backend           string // installed llama.cpp build: cpu, vulkan, cuda; "" = auto ($BEEKEEPER_BACKEND, else cpu)
 	StopWorkersOnQuit bool   // default off: workers outlive the app and are re-adopted
 	HeartbeatInterval time.Duration
+	// IdleTTL stops a worker the app started for a request to its endpoint (a model
+	// loaded on request) after that long unused; 0 keeps it. ModelTTL overrides it per
+	// model name. Workers started with the Spawn button keep running.
+	IdleTTL  time.Duration
+	ModelTTL map[string]time.Duration
 
 	QueenMode     QueenMode
 	EmbeddedAddr  string
@@ -59,7 +66,53 @@ const (
 	keyRemoteURL     = "queen_remote_url"
 	keyRemoteToken   = "queen_remote_token"
 	keyRecentModels  = "recent_models"
+	keyIdleTTLMS     = "load_idle_ttl_ms"
+	keyModelTTL      = "load_model_ttl" // "name=duration" per entry
 )
+
+// DefaultIdleTTL is how long a model loaded on request stays loaded unused, as
+// Ollama's keep_alive default.
+const DefaultIdleTTL = 5 * time.Minute
+
+// maxTTL bounds the idle TTLs the settings take.
+const maxTTL = 30 * 24 * time.Hour
+
+// ParseModelTTLs reads "name = duration" lines (blank lines ignored) as the Settings
+// screen shows them.
+func ParseModelTTLs(text string) (map[string]time.Duration, error) {
+	out := map[string]time.Duration{}
+	for line := range strings.Lines(text) {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		name, dur, ok := strings.Cut(line, "=")
+		name, dur = strings.TrimSpace(name), strings.TrimSpace(dur)
+		d, err := time.ParseDuration(dur)
+		if !ok || name == "" || err != nil || d < 0 || d > maxTTL {
+			return nil, &SettingsError{Field: "idle time per model", Problem: fmt.Sprintf("%q: write one model per line as name = duration, e.g. stories260K = 30m (0 keeps it loaded)", line)}
+		}
+		out[name] = d
+	}
+	return out, nil
+}
+
+// FormatModelTTLs writes m as ParseModelTTLs reads it, sorted by name.
+func FormatModelTTLs(m map[string]time.Duration) string {
+	var b strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		fmt.Fprintf(&b, "%s = %s\n", name, m[name])
+	}
+	return b.String()
+}
+
+// TTLFor is the idle TTL of a model loaded on request.
+func (s Settings) TTLFor(model string) time.Duration {
+	if d, ok := s.ModelTTL[model]; ok {
+		return d
+	}
+	return s.IdleTTL
+}
 
 // DefaultSettings are the settings of a first start.
 func DefaultSettings() Settings {
@@ -68,6 +121,7 @@ func DefaultSettings() Settings {
 		PortMin:           wire.DefaultPortMin,
 		PortMax:           wire.DefaultPortMax,
 		HeartbeatInterval: wire.DefaultHeartbeatInterval,
+		IdleTTL:           DefaultIdleTTL,
 		QueenMode:         QueenOff,
 		EmbeddedAddr:      wire.DefaultQueenAddr,
 	}
@@ -90,6 +144,10 @@ func LoadSettings(p fyne.Preferences) Settings {
 		RemoteURL:         p.String(keyRemoteURL),
 		RemoteToken:       p.String(keyRemoteToken),
 		RecentModels:      p.StringList(keyRecentModels),
+		IdleTTL:           time.Duration(p.IntWithFallback(keyIdleTTLMS, int(d.IdleTTL/time.Millisecond))) * time.Millisecond,
+	}
+	if m, err := ParseModelTTLs(strings.Join(p.StringList(keyModelTTL), "\n")); err == nil {
+		s.ModelTTL = m
 	}
 	if s.Validate() != nil {
 		// A hand-edited or older preferences file must not stop the app: keep what is
@@ -99,6 +157,9 @@ func LoadSettings(p fyne.Preferences) Settings {
 		}
 		if s.HeartbeatInterval < 100*time.Millisecond {
 			s.HeartbeatInterval = d.HeartbeatInterval
+		}
+		if s.IdleTTL < 0 || s.IdleTTL > maxTTL {
+			s.IdleTTL = d.IdleTTL
 		}
 		switch s.QueenMode {
 		case QueenOff, QueenEmbedded, QueenRemote:
@@ -141,6 +202,8 @@ func (s Settings) Validate() error {
 		return &SettingsError{Field: "port range", Problem: "the first port must not be above the last"}
 	case s.HeartbeatInterval < 100*time.Millisecond || s.HeartbeatInterval > 10*time.Minute:
 		return &SettingsError{Field: "heartbeat interval", Problem: "must be between 100ms and 10m, e.g. 5s"}
+	case s.IdleTTL < 0 || s.IdleTTL > maxTTL:
+		return &SettingsError{Field: "unload idle models after", Problem: "a duration from 0 (keep them loaded) to 720h, e.g. 5m"}
 	case s.ModelsFolder != "" && !filepath.IsAbs(s.ModelsFolder):
 		return &SettingsError{Field: "models folder", Problem: "must be an absolute path"}
 	case s.LlamaLib != "" && !filepath.IsAbs(s.LlamaLib):
@@ -205,6 +268,8 @@ func (s Settings) Save(p fyne.Preferences) {
 	p.SetString(keyRemoteURL, s.RemoteURL)
 	p.SetString(keyRemoteToken, s.RemoteToken)
 	p.SetStringList(keyRecentModels, s.RecentModels)
+	p.SetInt(keyIdleTTLMS, int(s.IdleTTL/time.Millisecond))
+	p.SetStringList(keyModelTTL, strings.Split(strings.TrimSpace(FormatModelTTLs(s.ModelTTL)), "\n"))
 }
 
 // withRecentModel puts path first in the recent list, without duplicates.

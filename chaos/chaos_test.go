@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"math/rand"
 	"net/http"
 	"sort"
@@ -24,6 +25,7 @@ import (
 var (
 	flagSeed = flag.Int64("chaos.seed", 0, "fault schedule seed (0: 1 for the short run, random for the long one)")
 	flagLong = flag.Duration("chaos.long", 0, "run the long soak for this long (e.g. 30m; needs -timeout above it)")
+	flagKeep = flag.String("chaos.keep", "", "keep the processes' logs and state folders in this new folder (default: a test temp folder, removed)")
 )
 
 // shortFaults is how long the CI run injects faults (setup and checks come on top: about
@@ -48,9 +50,10 @@ const (
 	kSlow       = "link-slow"
 	kReset      = "link-reset"
 	kDiskFull   = "disk-full"
+	kAppKill    = "app-kill"
 )
 
-var faultKinds = []string{kQueenKill, kHiveKill, kWorkerKill, kSpawnKill, kCut, kSlow, kReset, kDiskFull}
+var faultKinds = []string{kQueenKill, kHiveKill, kWorkerKill, kSpawnKill, kCut, kSlow, kReset, kDiskFull, kAppKill}
 
 func TestChaos(t *testing.T) {
 	requireNetns(t)
@@ -155,8 +158,17 @@ func (s *soak) run(d time.Duration) {
 		go func() { defer clients.Done(); s.client(ctx, i) }()
 	}
 	end := time.Now().Add(d)
+	// The first faults are every kind once, in a seeded order, so that every run (the
+	// short one too) has each; after them every fault's kind is drawn at random.
+	first := append([]string(nil), faultKinds...)
+	s.rng.Shuffle(len(first), func(i, j int) { first[i], first[j] = first[j], first[i] })
 	for n := 1; time.Now().Before(end); n++ {
-		kind := faultKinds[s.rng.Intn(len(faultKinds))]
+		var kind string
+		if n <= len(first) {
+			kind = first[n-1]
+		} else {
+			kind = faultKinds[s.rng.Intn(len(faultKinds))]
+		}
 		if kind == kSpawnKill && len(c.markedWorkers()) >= 8 {
 			kind = kWorkerKill // keep the machine's worker count bounded
 		}
@@ -171,6 +183,7 @@ func (s *soak) run(d time.Duration) {
 		s.event("converged at the end in %v", took)
 	}
 	s.checkOrders(true)
+	s.checkApp()
 }
 
 // fault injects one fault, heals it, and waits for the cluster to converge.
@@ -252,6 +265,17 @@ func (s *soak) fault(n int, kind string) {
 		time.Sleep(hold)
 		c.proxy.SetReset(false)
 		healed = time.Now()
+	case kAppKill:
+		down := s.dur(0, 1500*time.Millisecond)
+		s.event("#%d %s: SIGKILL the app core, restart after %v", n, kind, down)
+		c.app.proc.kill()
+		time.Sleep(down)
+		line := c.startApp()
+		healed = time.Now()
+		s.event("#%d %s", n, line)
+		if !strings.Contains(line, "restored from the saved settings") {
+			s.violation("#%d %s: the restarted app core did not bring its saved Queen back: %s", n, kind, line)
+		}
 	case kDiskFull:
 		hc := c.hives[2]
 		if !hc.tmpfs {
@@ -288,6 +312,39 @@ func (s *soak) fault(n int, kind string) {
 		s.event("#%d converged %v after healing", n, took.Round(time.Millisecond))
 	}
 	s.checkOrders(false)
+	s.checkApp()
+}
+
+// checkApp reports an app core that exited without being killed (it is started again),
+// a data race its race detector reported (under `go test -race`), and a restart that
+// took its own workers for another token's (the soak never changes the token).
+func (s *soak) checkApp() {
+	c := s.c
+	if !c.app.proc.alive() {
+		s.violation("the app core exited on its own:\n%s", tail(c.app.proc.output(), 4000))
+		c.startApp()
+	}
+	for _, p := range c.appProcs {
+		if p.said {
+			continue
+		}
+		out := p.output()
+		switch {
+		case strings.Contains(out, "WARNING: DATA RACE"):
+			p.said = true
+			s.violation("data race in the app core (%s):\n%s", p.out, tail(out, 8000))
+		case strings.Contains(out, "spawned with another API token"):
+			p.said = true
+			s.violation("the app core re-adopted its own worker as another token's (%s):\n%s", p.out, tail(out, 4000))
+		}
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
 }
 
 // view is one look at the cluster: what the Queen holds online and what the hives record.
@@ -313,7 +370,7 @@ func (s *soak) look() view {
 	}
 	recorded := map[string]string{} // id -> hive
 	byPID := map[int]string{}
-	for _, h := range c.hives {
+	for _, h := range c.nodes() {
 		es, err := readRegistry(h)
 		if err != nil {
 			v.problems = append(v.problems, fmt.Sprintf("%s registry: %v", h.id, err))
@@ -418,6 +475,10 @@ func (s *soak) checkOrders(final bool) {
 		if o.retired != "" {
 			continue
 		}
+		// An order that becomes done in this check was done by its worker registering
+		// with the Queen, which can come before its hive records the worker ready: its
+		// hive has the convergence bound to do so.
+		var doneAt time.Time
 		if !o.done {
 			deadline := time.Now().Add(time.Second)
 			if final {
@@ -430,7 +491,7 @@ func (s *soak) checkOrders(final bool) {
 					s.event("order %s forgotten by the Queen before it was done: placed again", o.id)
 					s.postOrder(o)
 				} else if err == nil && got.State == wire.OrderDone {
-					o.done, o.worker = true, got.WorkerID
+					o.done, o.worker, doneAt = true, got.WorkerID, time.Now()
 					s.event("order %s done by %s", o.id, got.WorkerID)
 					break
 				} else if err == nil && got.State == wire.OrderFailed {
@@ -450,20 +511,35 @@ func (s *soak) checkOrders(final bool) {
 				continue
 			}
 		}
-		var serving []string
-		for _, h := range s.c.hives {
-			es, _ := readRegistry(h)
-			for _, e := range es {
-				if e.SpawnOrder == o.id && (e.State == "ready" || e.State == "stopping") {
-					serving = append(serving, h.id+"/"+e.ID)
-				}
-			}
+		serving := s.serving(o)
+		for !doneAt.IsZero() && time.Since(doneAt) < convergeBound && !servedBy(serving, o.worker) {
+			time.Sleep(20 * time.Millisecond) // poll interval
+			serving = s.serving(o)
 		}
-		if len(serving) != 1 || !strings.HasSuffix(serving[0], "/"+o.worker) {
+		if !servedBy(serving, o.worker) {
 			s.violation("order %s (done by %s): live workers for it %v, want exactly that one", o.id, o.worker, serving)
 			o.retired = "violation reported"
 		}
 	}
+}
+
+// serving is the live registry entries (hive/id) that carry order o.
+func (s *soak) serving(o *order) []string {
+	var out []string
+	for _, h := range s.c.nodes() {
+		es, _ := readRegistry(h)
+		for _, e := range es {
+			if e.SpawnOrder == o.id && (e.State == "ready" || e.State == "stopping") {
+				out = append(out, h.id+"/"+e.ID)
+			}
+		}
+	}
+	return out
+}
+
+// servedBy says whether serving is exactly one entry, worker's.
+func servedBy(serving []string, worker string) bool {
+	return len(serving) == 1 && strings.HasSuffix(serving[0], "/"+worker)
 }
 
 type reqResult struct {
@@ -491,9 +567,9 @@ func (s *soak) client(ctx context.Context, n int) {
 	}
 }
 
-func (s *soak) request(hc *http.Client, model string) reqResult {
-	r := reqResult{model: model, start: time.Now()}
-	defer func() { r.took = time.Since(r.start) }()
+func (s *soak) request(hc *http.Client, model string) (r reqResult) {
+	r = reqResult{model: model, start: time.Now()}
+	defer func() { r.took = time.Since(r.start) }() // named result: set after the return value
 	ctx, cancel := context.WithTimeout(context.Background(), requestLimit)
 	defer cancel()
 	body, _ := json.Marshal(map[string]any{
@@ -551,12 +627,14 @@ func (s *soak) checkHang(r *reqResult, ctx context.Context) {
 	}
 }
 
+// pct is the p-th percentile of the sorted ds by nearest rank: the smallest value with
+// at least p of ds at or below it (p99 of a handful is their maximum).
 func pct(ds []time.Duration, p float64) time.Duration {
 	if len(ds) == 0 {
 		return 0
 	}
-	i := int(p * float64(len(ds)-1))
-	return ds[i]
+	i := int(math.Ceil(p*float64(len(ds)))) - 1
+	return ds[max(i, 0)]
 }
 
 // report prints the figures, and on a violation the seed and the event log.
@@ -606,7 +684,8 @@ func (s *soak) report() {
 		if in {
 			inFault++
 		} else {
-			outside = append(outside, fmt.Sprintf("%s: %s", r.model, r.err))
+			outside = append(outside, fmt.Sprintf("%s at %.3fs (%v, worker %q): %s",
+				r.model, r.start.Sub(s.began).Seconds(), r.took.Round(time.Millisecond), r.worker, r.err))
 		}
 	}
 	fmt.Fprintf(&b, "requests: %d answered, %d failed (%d during faults, %d outside)\n", s.reqOK, s.reqFailed, inFault, len(outside))

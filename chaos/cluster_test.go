@@ -22,18 +22,21 @@ import (
 
 // The cluster: a Queen on an extra address of the loopback interface (10.79.N.1), hive-a and hive-b
 // each in a network namespace behind a veth pair routed to it, hive-c in this namespace
-// reaching the Queen through the fault proxy on loopback, its state folder on a tmpfs.
+// reaching the Queen through the fault proxy on loopback, its state folder on a tmpfs,
+// and the desktop app's core (appcore_test.go) in a third namespace like hive-a's.
 // Nothing listens or dials beyond this machine.
 
 const heartbeat = 500 * time.Millisecond
 
 var modelNames = []string{"stories260K", "storiesB"}
 
-// proc is one beekeeper process (Queen, hive or spawn) with its output in a file.
+// proc is one process the soak started (Queen, hive, spawn or app core) with its output
+// in a file.
 type proc struct {
 	cmd    *exec.Cmd
 	out    string
 	exited chan struct{}
+	said   bool // a problem in its output was reported (app core)
 }
 
 func (p *proc) alive() bool {
@@ -55,6 +58,8 @@ func (p *proc) output() string {
 	return string(b)
 }
 
+// hiveNode is a hive process or the app core: each has its own BEEKEEPER_HOME and
+// registry, and marks the workers it starts with its state folder.
 type hiveNode struct {
 	id       string
 	ns       string // network namespace ("" = this one)
@@ -82,7 +87,10 @@ type cluster struct {
 	queen    *proc
 	qstarts  int
 	proxy    *Proxy
-	hives    []*hiveNode
+	hives    []*hiveNode // the `beekeeper hive` processes
+	app      *hiveNode   // the desktop app's core
+	appBin   string      // this test binary: the app core with appCoreArg
+	appProcs []*proc     // every start of the app core, for the checks of its output
 	http     *http.Client
 	procsMu  sync.Mutex
 	procs    []*proc
@@ -127,12 +135,17 @@ func newCluster(t *testing.T) *cluster {
 	c := &cluster{
 		t:      t,
 		bin:    testenv.Binary(t),
-		dir:    t.TempDir(),
 		token:  fmt.Sprintf("chaos-token-%d-%d", os.Getpid(), time.Now().UnixNano()),
 		subnet: 10 + os.Getpid()%200,
 		http:   &http.Client{Timeout: 3 * time.Second},
 	}
 	c.queenIP = fmt.Sprintf("10.79.%d.1", c.subnet)
+	if c.dir = *flagKeep; c.dir != "" {
+		must(t, os.Mkdir(c.dir, 0o755)) // a new one: nothing of another run mixes in
+		t.Logf("logs and state kept in %s", c.dir)
+	} else {
+		c.dir = t.TempDir()
+	}
 	t.Cleanup(c.teardown) // registered first: runs last, after every process is gone
 
 	// Models: the test model under two names, so a request answered by the wrong
@@ -156,31 +169,9 @@ func newCluster(t *testing.T) *cluster {
 	c.startQueen()
 
 	for i, name := range []string{"a", "b"} {
-		ns := fmt.Sprintf("bkch%d%s", c.subnet, name)
-		h := &hiveNode{
-			id:     "hive-" + name,
-			ns:     ns,
-			nsVeth: ns + "n",
-			rootIP: fmt.Sprintf("10.79.%d.%d", c.subnet, 17+4*i),
-		}
-		nsIP := fmt.Sprintf("10.79.%d.%d", c.subnet, 18+4*i)
-		_ = ipCmd("netns", "del", ns)
-		_ = ipCmd("link", "del", ns+"r")
-		must(t, ipCmd("netns", "add", ns))
-		for _, step := range [][]string{
-			{"-n", ns, "link", "set", "lo", "up"},
-			{"link", "add", ns + "r", "type", "veth", "peer", "name", h.nsVeth},
-			{"link", "set", h.nsVeth, "netns", ns},
-			{"addr", "add", h.rootIP + "/30", "dev", ns + "r"},
-			{"link", "set", ns + "r", "up"},
-			{"-n", ns, "addr", "add", nsIP + "/30", "dev", h.nsVeth},
-			{"-n", ns, "link", "set", h.nsVeth, "up"},
-			{"-n", ns, "route", "add", c.queenIP + "/32", "via", h.rootIP},
-		} {
-			must(t, ipCmd(step...))
-		}
-		h.queenURL = c.queenURL
-		c.hives = append(c.hives, h)
+		h := &hiveNode{id: "hive-" + name}
+		c.hives = append(c.hives, h) // before its namespace: teardown deletes what was made
+		c.netns(h, name, i)
 	}
 
 	// hive-c: this namespace, through the fault proxy, state on a tmpfs.
@@ -189,7 +180,15 @@ func newCluster(t *testing.T) *cluster {
 	hc := &hiveNode{id: "hive-c", queenURL: "http://" + c.proxy.Addr()}
 	c.hives = append(c.hives, hc)
 
-	for _, h := range c.hives {
+	// The app core: a namespace like hive-a's (a desktop on the Queen's network). Its hive
+	// binds its workers on all addresses for a Queen that is not on loopback, which here
+	// are the namespace's own.
+	c.appBin, err = os.Executable()
+	must(t, err)
+	c.app = &hiveNode{id: "app"}
+	c.netns(c.app, "app", 2)
+
+	for _, h := range c.nodes() {
 		h.home = filepath.Join(c.dir, h.id)
 		h.state = filepath.Join(h.home, "state")
 		must(t, os.MkdirAll(h.state, 0o700))
@@ -202,7 +201,45 @@ func newCluster(t *testing.T) *cluster {
 	for _, h := range c.hives {
 		c.startHive(h)
 	}
+	if line := c.startApp(); !strings.Contains(line, "first start") {
+		t.Fatalf("the app core's first start: %s", line)
+	}
 	return c
+}
+
+// netns puts h in a new network namespace (bkchN+name) behind a veth pair whose root
+// end is 10.79.N.(17+4i), routed to the Queen's address.
+func (c *cluster) netns(h *hiveNode, name string, i int) {
+	t := c.t
+	ns := fmt.Sprintf("bkch%d%s", c.subnet, name)
+	h.ns, h.nsVeth = ns, ns+"n"
+	h.rootIP = fmt.Sprintf("10.79.%d.%d", c.subnet, 17+4*i)
+	nsIP := fmt.Sprintf("10.79.%d.%d", c.subnet, 18+4*i)
+	_ = ipCmd("netns", "del", ns)
+	_ = ipCmd("link", "del", ns+"r")
+	must(t, ipCmd("netns", "add", ns))
+	for _, step := range [][]string{
+		{"-n", ns, "link", "set", "lo", "up"},
+		{"link", "add", ns + "r", "type", "veth", "peer", "name", h.nsVeth},
+		{"link", "set", h.nsVeth, "netns", ns},
+		{"addr", "add", h.rootIP + "/30", "dev", ns + "r"},
+		{"link", "set", ns + "r", "up"},
+		{"-n", ns, "addr", "add", nsIP + "/30", "dev", h.nsVeth},
+		{"-n", ns, "link", "set", h.nsVeth, "up"},
+		{"-n", ns, "route", "add", c.queenIP + "/32", "via", h.rootIP},
+	} {
+		must(t, ipCmd(step...))
+	}
+	h.queenURL = c.queenURL
+}
+
+// nodes is every registry the invariants read: the hives' and the app core's.
+func (c *cluster) nodes() []*hiveNode {
+	ns := append([]*hiveNode(nil), c.hives...)
+	if c.app != nil {
+		ns = append(ns, c.app)
+	}
+	return ns
 }
 
 func must(t *testing.T, err error) {
@@ -215,9 +252,15 @@ func must(t *testing.T, err error) {
 // start runs the beekeeper binary (in ns when set) with env added to this process's.
 func (c *cluster) start(name, ns string, env []string, args ...string) *proc {
 	c.t.Helper()
-	argv := append([]string{c.bin}, args...)
+	return c.startBin(name, ns, env, c.bin, args...)
+}
+
+// startBin runs bin (in ns when set) with env added to this process's.
+func (c *cluster) startBin(name, ns string, env []string, bin string, args ...string) *proc {
+	c.t.Helper()
+	argv := append([]string{bin}, args...)
 	if ns != "" {
-		argv = append([]string{"ip", "netns", "exec", ns}, argv...) // execs: the pid is beekeeper's
+		argv = append([]string{"ip", "netns", "exec", ns}, argv...) // execs: the pid is bin's
 	}
 	out := filepath.Join(c.dir, fmt.Sprintf("%s-%d.log", name, time.Now().UnixNano()))
 	f, err := os.Create(out)
@@ -274,6 +317,33 @@ func (c *cluster) startHive(h *hiveNode) {
 	}
 }
 
+// startApp starts the app core and waits for its ready line, which it returns. A first
+// start sets the Queen and spawns a worker on the first model; a restart only opens.
+func (c *cluster) startApp() string {
+	h := c.app
+	h.starts++
+	h.proc = c.startBin(h.id, h.ns, []string{"BEEKEEPER_HOME=" + h.home}, c.appBin, appCoreArg,
+		"-queen", h.queenURL, "-token", c.token, "-worker-binary", c.bin,
+		"-model", filepath.Join(c.models, modelNames[0]+".gguf"))
+	c.appProcs = append(c.appProcs, h.proc)
+	deadline := time.Now().Add(60 * time.Second) // a first start loads a model
+	for {
+		out := h.proc.output()
+		if i := strings.Index(out, appReady); i >= 0 {
+			if line, _, ok := strings.Cut(out[i:], "\n"); ok {
+				return line
+			}
+		}
+		if !h.proc.alive() {
+			c.t.Fatalf("the app core exited:\n%s", h.proc.output())
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("the app core was not ready in 60s:\n%s", h.proc.output())
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+}
+
 // cut takes a namespaced hive's link down (up=false) or brings it back.
 func (c *cluster) cut(h *hiveNode, down bool) error {
 	if down {
@@ -320,7 +390,7 @@ func (c *cluster) teardown() {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	for _, h := range c.hives {
+	for _, h := range c.nodes() {
 		if h.tmpfs {
 			if out, err := exec.Command("umount", "-l", h.state).CombinedOutput(); err != nil {
 				c.t.Errorf("umount %s: %v: %s", h.state, err, out)
@@ -364,7 +434,7 @@ func (c *cluster) markedWorkers() []markedWorker {
 				id = v
 			}
 		}
-		for _, h := range c.hives {
+		for _, h := range c.nodes() {
 			if state == h.state && !zombie(pid) {
 				out = append(out, markedWorker{pid: pid, hive: h, id: id})
 			}

@@ -49,6 +49,9 @@ type Options struct {
 	// (loaded on request): they stop after that long unused, and the next request
 	// loads them again. 0 = they keep running.
 	OrderTTL time.Duration
+	// OrderTTLFor, when set, gives the idle TTL per model instead of OrderTTL (the app:
+	// its Settings' default and per-model overrides); 0 = keep running.
+	OrderTTLFor func(model string) time.Duration
 	// MaxWorkers and MaxMemory bound the workers for spawn orders (0 = no bound): an
 	// order that does not fit evicts least recently used idle order workers (budget.go).
 	// MaxMemory counts every live worker's estimated memory; 10% of RAM is kept free

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -432,5 +433,61 @@ func TestLoadOnRequestAcrossTheTTL(t *testing.T) {
 		}
 		t.Logf("request %d answered in %v by %s", i, time.Since(start), a.worker)
 		time.Sleep(ttl - 100*time.Millisecond + time.Duration(i)*60*time.Millisecond)
+	}
+}
+
+// A restarted Queen hears the hives' reports (their models) before the workers still
+// running have re-registered: a request for a served model then must wait for its
+// worker, not order a second one.
+func TestLoadAfterAQueenRestartUsesTheRunningWorker(t *testing.T) {
+	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	start := func() (*testQueen, *queenclient.Client) {
+		qn, err := queen.New(queen.Config{Addr: addr, HeartbeatInterval: testHeartbeat, Dial: (&testenv.LoopbackDialer{}).DialContext})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ln net.Listener
+		testenv.WaitFor(t, "the Queen's port free again", 5*time.Second, func() bool {
+			ln, err = net.Listen("tcp", addr)
+			return err == nil
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = qn.Serve(ctx, ln) }()
+		q := &testQueen{addr: addr, stop: func() { cancel(); <-done }}
+		c, err := queenclient.New(q.URL(), "", queenclient.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q, c
+	}
+	q, c := start()
+	h := openModelHive(t, q.URL(), "hive-r", modelCopy(t, t.TempDir(), "restart-model"))
+	waitHiveReports(t, c, "hive-r")
+	first := complete(q.URL(), "restart-model", false)
+	if first.status != http.StatusOK {
+		t.Fatalf("first request: %d %s", first.status, first.body)
+	}
+
+	q.stop()
+	q, c = start()
+	t.Cleanup(q.stop)
+	waitHiveReports(t, c, "hive-r") // the models are known again; the worker may not be
+	again := complete(q.URL(), "restart-model", false)
+	if again.status != http.StatusOK || again.worker != first.worker {
+		t.Fatalf("after the restart: %d by %q (%s), want the running worker %s", again.status, again.worker, again.body, first.worker)
+	}
+	if n := len(ordersFor(t, c, "restart-model")); n != 0 {
+		t.Fatalf("the restarted Queen placed %d orders for a model a running worker serves", n)
+	}
+	if live := 0; true {
+		for _, e := range h.List() {
+			if e.State.Live() {
+				live++
+			}
+		}
+		if live != 1 {
+			t.Fatalf("%d live workers on the hive, want 1", live)
+		}
 	}
 }

@@ -101,9 +101,13 @@ func (h *Hive) serveOrders(ctx context.Context) {
 			}
 			lastErr = err.Error()
 			since = 0 // the Queen may have restarted, counting its versions from 0 again
+			reported = time.Time{} // and forgotten this hive's models: report them again
 			waitOrChange(ctx, changed, backoff+rand.N(backoff/2))
 			backoff = min(2*backoff, orderBackoffMax)
 			continue
+		}
+		if list.Version < since {
+			reported = time.Time{} // a restarted Queen (versions from 0 again) lost the report
 		}
 		backoff, lastErr, since = orderBackoff, "", list.Version
 		for _, o := range list.Orders {
@@ -174,7 +178,7 @@ func (h *Hive) takeOrder(ctx context.Context, c *queenclient.Client, o wire.Spaw
 		return
 	}
 	e, err := h.Spawn(spawnCtx, SpawnRequest{
-		ModelPath: path, WorkerType: o.WorkerType, CtxSize: o.CtxSize, TTL: h.opts.OrderTTL,
+		ModelPath: path, WorkerType: o.WorkerType, CtxSize: o.CtxSize, TTL: h.orderTTL(o.Model),
 		RegisterWithQueen: true, SpawnOrder: o.OrderID,
 	}, nil)
 	lost := spawnCtx.Err() != nil && ctx.Err() == nil
@@ -311,4 +315,12 @@ func (h *Hive) liveEntryForOrder(id string) (Entry, bool) {
 		}
 	}
 	return Entry{}, false
+}
+
+// orderTTL is the idle TTL of a worker started for an order for model.
+func (h *Hive) orderTTL(model string) time.Duration {
+	if h.opts.OrderTTLFor != nil {
+		return h.opts.OrderTTLFor(model)
+	}
+	return h.opts.OrderTTL
 }

@@ -37,6 +37,31 @@ type load struct {
 	order   string // the spawn order; "" = a worker is already coming, nothing ordered
 	hive    string
 	timeout time.Duration
+	// graceEnds, when set, fires at the end of the restart grace: nothing was ordered,
+	// the hives' workers may still be re-registering.
+	graceEnds <-chan time.Time
+}
+
+// restartGrace is how long a load must wait, right after this Queen started, for the
+// workers the hives report to come back: a restarted Queen knows the hives' models
+// (their reports come first) before their running workers have re-registered, and an
+// order placed then would start a second worker for a model that is served. It is
+// over once the registry holds as many live workers as the hives report, and after
+// two heartbeat intervals whatever happens.
+func (q *Queen) restartGrace() time.Duration {
+	left := time.Until(q.started.Add(2 * q.cfg.HeartbeatInterval))
+	if left <= 0 {
+		return 0
+	}
+	reported := 0
+	for _, h := range q.hives.list() {
+		reported += h.Workers
+	}
+	counts := q.reg.countByState()
+	if counts[wire.StateRegistered]+counts[wire.StateOnline] >= reported {
+		return 0
+	}
+	return left
 }
 
 // loads is the one-order-per-model book of the gateway.
@@ -77,6 +102,11 @@ func (q *Queen) ensureLoad(model string) (ld load, ok bool, err error) {
 	}
 	best := offers[0]
 	ld = load{hive: best.hive, timeout: q.loadTimeout(best.model.SizeBytes)}
+	if wait := q.restartGrace(); wait > 0 {
+		// Not recorded: the next look (at the latest when the grace ends) decides.
+		ld.graceEnds = time.After(wait)
+		return ld, true, nil
+	}
 	if !q.reg.comingFor(model) {
 		o, err := q.orders.create(wire.SpawnOrderRequest{Model: model, WorkerType: wire.DefaultWorkerType, Hive: best.hive})
 		if err != nil {
@@ -219,6 +249,7 @@ func (g *gateway) loadAndPick(r *http.Request, model string, hold *holder) (t ro
 		select {
 		case <-regChanged:
 		case <-orderChanged:
+		case <-ld.graceEnds:
 		case <-tick.C:
 			hold.keepAlive()
 		case <-deadline.C:

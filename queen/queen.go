@@ -122,6 +122,8 @@ type Queen struct {
 
 	mu  sync.Mutex
 	url string // set once listening
+
+	started time.Time // when New ran: the restart grace of loads counts from it
 }
 
 // New validates cfg and builds a Queen. Nothing runs until Run or Serve.
@@ -198,7 +200,7 @@ func New(cfg Config) (*Queen, error) {
 	}
 	cfg.Capabilities = cfg.Capabilities.withDefaults()
 
-	q := &Queen{cfg: cfg, log: cfg.Logger, policy: policy, guard: guard}
+	q := &Queen{cfg: cfg, log: cfg.Logger, policy: policy, guard: guard, started: time.Now()}
 	q.base, q.cancel = context.WithCancel(context.Background())
 	q.metrics = newMetrics()
 	q.reg = newRegistry(cfg.Now, cfg.HeartbeatInterval, cfg.Retention, cfg.MaxWorkers)

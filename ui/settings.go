@@ -28,6 +28,8 @@ type settingsScreen struct {
 	suggestion *widget.Label
 	stopOnQuit *widget.Check
 	heartbeat  *keyEntry
+	idleTTL    *keyEntry
+	modelTTL   *widget.Entry
 	saveBt     *widget.Button
 	saved      *widget.Label
 	content    fyne.CanvasObject
@@ -61,6 +63,12 @@ func newSettingsScreen(u *UI) *settingsScreen {
 	s.stopOnQuit.SetChecked(st.StopWorkersOnQuit)
 	s.heartbeat = newKeyEntry(s.save, nil)
 	s.heartbeat.SetText(st.HeartbeatInterval.String())
+	s.idleTTL = newKeyEntry(s.save, nil)
+	s.idleTTL.SetText(st.IdleTTL.String())
+	s.modelTTL = widget.NewMultiLineEntry()
+	s.modelTTL.SetPlaceHolder("stories260K = 30m")
+	s.modelTTL.SetMinRowsVisible(2)
+	s.modelTTL.SetText(app.FormatModelTTLs(st.ModelTTL))
 
 	folder := func(e *keyEntry) *widget.Button {
 		return widget.NewButton("Choose…", func() {
@@ -88,6 +96,10 @@ func newSettingsScreen(u *UI) *settingsScreen {
 		widget.NewFormItem("llama.cpp backend", container.NewVBox(s.backend, s.suggestion)),
 		widget.NewFormItem("On quit", container.NewVBox(s.stopOnQuit, keep)),
 		widget.NewFormItem("Embedded Queen heartbeat", s.heartbeat),
+		widget.NewFormItem("Unload idle models after", container.NewVBox(s.idleTTL, lowNote(
+			"Models loaded for a request to the Queen's endpoint stop after this long unused (0 keeps them "+
+				"loaded); the next request loads them again. Workers you spawn keep running."))),
+		widget.NewFormItem("Per model", container.NewVBox(s.modelTTL, lowNote("One per line: model name = duration."))),
 	)
 	s.saveBt = widget.NewButton("Save", s.save)
 	s.saveBt.Importance = widget.HighImportance
@@ -120,6 +132,12 @@ func (s *settingsScreen) read() (app.Settings, error) {
 	}
 	if st.HeartbeatInterval, err = time.ParseDuration(strings.TrimSpace(s.heartbeat.Text)); err != nil {
 		return st, &app.SettingsError{Field: "heartbeat interval", Problem: "a duration such as 5s or 500ms"}
+	}
+	if st.IdleTTL, err = time.ParseDuration(strings.TrimSpace(s.idleTTL.Text)); err != nil {
+		return st, &app.SettingsError{Field: "unload idle models after", Problem: "a duration such as 5m or 1h, or 0 to keep them loaded"}
+	}
+	if st.ModelTTL, err = app.ParseModelTTLs(s.modelTTL.Text); err != nil {
+		return st, err
 	}
 	return st, nil
 }
@@ -158,4 +176,12 @@ func (s *settingsScreen) fillBackends(chosen string) {
 		}
 	}
 	s.backend.SetSelectedIndex(0)
+}
+
+// lowNote is a wrapping, low-importance explanation under a form field.
+func lowNote(text string) *widget.Label {
+	l := widget.NewLabel(text)
+	l.Importance = widget.LowImportance
+	l.Wrapping = fyne.TextWrapWord
+	return l
 }

@@ -29,12 +29,15 @@ type Capabilities struct {
 	Backend    string `json:"backend"`
 	// Device is what the model runs on: "cpu", or the GPU's llama.cpp name and
 	// description, e.g. "Vulkan0 (llvmpipe)".
-	Device        string    `json:"device"`
-	ContextLength int       `json:"context_length"`
-	Parallel      int       `json:"parallel"`
-	Version       string    `json:"version"`
-	StartedAt     time.Time `json:"started_at"`
-	QueenURL      string    `json:"queen_url"`
+	Device        string `json:"device"`
+	ContextLength int    `json:"context_length"`
+	Parallel      int    `json:"parallel"`
+	// Vision: started with a multimodal projector (--mmproj), so chat messages may
+	// carry image_url parts.
+	Vision    bool      `json:"vision,omitempty"`
+	Version   string    `json:"version"`
+	StartedAt time.Time `json:"started_at"`
+	QueenURL  string    `json:"queen_url"`
 	// Runtime is the llama.cpp build loaded: cpu, vulkan, cuda, metal or custom.
 	Runtime string `json:"runtime,omitempty"`
 	// GPULayers is the number of layers offloaded to Device (0 = CPU only).

@@ -128,6 +128,7 @@ func (w *Worker) capabilities() wire.Capabilities {
 		Version:       wire.Version,
 		StartedAt:     w.startedAt,
 		QueenURL:      w.heartbeats.queenURL(),
+		Vision:        w.cfg.Projector != "",
 	}
 	if e := w.engine.Load(); e != nil {
 		st := e.Stats()

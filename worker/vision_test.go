@@ -110,6 +110,18 @@ func TestVisionChat(t *testing.T) {
 	gradient, checker := pngURL(t, testPicture(false)), pngURL(t, testPicture(true))
 	const question = "What is in the picture?"
 
+	t.Run("capabilities say vision", func(t *testing.T) {
+		resp, err := http.Get(w.URL + wire.PathCapabilities)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var caps wire.Capabilities
+		if err := json.NewDecoder(resp.Body).Decode(&caps); err != nil || !caps.Vision {
+			t.Fatalf("capabilities %+v (%v): want vision", caps, err)
+		}
+	})
+
 	t.Run("image tokens in usage", func(t *testing.T) {
 		text := chatOK(t, w.URL, imageChat(question)).Usage.PromptTokens
 		one := chatOK(t, w.URL, imageChat(question, gradient)).Usage.PromptTokens
