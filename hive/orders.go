@@ -100,7 +100,7 @@ func (h *Hive) serveOrders(ctx context.Context) {
 				h.log.Debug("spawn orders: poll failed", "queen", url, "err", err)
 			}
 			lastErr = err.Error()
-			since = 0 // the Queen may have restarted, counting its versions from 0 again
+			since = 0              // the Queen may have restarted, counting its versions from 0 again
 			reported = time.Time{} // and forgotten this hive's models: report them again
 			waitOrChange(ctx, changed, backoff+rand.N(backoff/2))
 			backoff = min(2*backoff, orderBackoffMax)
