@@ -456,11 +456,13 @@ func zombie(pid int) bool {
 
 // registryEntry is the part of localregistry.Entry the soak reads from registry.json.
 type registryEntry struct {
-	ID         string `json:"id"`
-	PID        int    `json:"pid"`
-	Model      string `json:"model"`
-	State      string `json:"state"`
-	SpawnOrder string `json:"spawn_order"`
+	ID         string    `json:"id"`
+	PID        int       `json:"pid"`
+	Model      string    `json:"model"`
+	State      string    `json:"state"`
+	SpawnOrder string    `json:"spawn_order"`
+	ClaimPID   int       `json:"claim_pid"` // the process starting it (a hive, the app, a spawn)
+	StartedAt  time.Time `json:"started_at"`
 }
 
 func readRegistry(h *hiveNode) ([]registryEntry, error) {

@@ -65,8 +65,9 @@ func (h *Hive) adoptUnrecorded() {
 	}
 	var adopted []string
 	var strays []spawner.Found
+	var replaced []Entry
 	err = h.reg.Update(func(m map[string]Entry) error {
-		adopted, strays = adopted[:0], strays[:0]
+		adopted, strays, replaced = adopted[:0], strays[:0], replaced[:0]
 		running := map[string]bool{}
 		for _, f := range found {
 			running[f.ID] = true
@@ -82,6 +83,8 @@ func (h *Hive) adoptUnrecorded() {
 			if ok && cur.Claimed() {
 				e = cur // the claim its spawn made before starting it
 				e.PID, e.ProcessStart = f.PID, f.CreateTime
+			} else if ok && cur.State.Live() && cur.PID > 0 {
+				replaced = append(replaced, cur) // its process is gone, its exit not recorded
 			}
 			m[f.ID] = e
 			adopted = append(adopted, fmt.Sprintf("%s (pid %d)", f.ID, f.PID))
@@ -98,6 +101,9 @@ func (h *Hive) adoptUnrecorded() {
 		return
 	}
 	h.clearWarn("adopt")
+	for _, e := range replaced {
+		h.syncer.Gone(e) // withdrawn with its own key before the adopted one is registered
+	}
 	if len(adopted) > 0 {
 		h.log.Warn("adopted running workers that no entry recorded (a spawn was interrupted, or the registry lost them)", "workers", adopted)
 	}

@@ -441,7 +441,7 @@ func (h *Hive) Stop(ctx context.Context, id string) error {
 	}
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if derr := h.syncer.DeregisterAt(dctx, e.QueenURL, id); derr != nil {
+	if derr := h.syncer.DeregisterAt(dctx, e.QueenURL, e); derr != nil {
 		h.log.Info("deregister stopped worker; the sync retries", "id", id, "err", derr)
 	} else {
 		_, _ = h.reg.Transition(id, e.PID, func(x *Entry) error {

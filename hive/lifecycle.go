@@ -33,8 +33,9 @@ func (h *Hive) reserve(claim Entry, port int, skip map[int]bool) (Entry, error) 
 		return Entry{}, ErrClosed
 	}
 	min, max := h.PortRange()
-	var out Entry
+	var out, replaced Entry
 	err := h.reg.Update(func(m map[string]Entry) error {
+		replaced = Entry{}
 		taken := map[int]bool{}
 		for p := range skip {
 			taken[p] = true
@@ -58,12 +59,20 @@ func (h *Hive) reserve(claim Entry, port int, skip map[int]bool) (Entry, error) 
 		e := claim
 		e.ID = wire.WorkerID(claim.WorkerType, claim.AdvertiseHost, port)
 		e.Port, e.LogFile, e.StartedAt = port, h.sp.LogFile(e.ID), time.Now().UTC()
+		if old, ok := m[e.ID]; ok && old.State.Live() && old.PID > 0 {
+			replaced = old // its process is gone, its exit not recorded yet
+		}
 		m[e.ID] = e // replaces only an entry that holds nothing: exited, or its process gone
 		out = e
 		return nil
 	})
 	if err != nil {
 		return Entry{}, fmt.Errorf("claim a port: %w", err)
+	}
+	if replaced.ID != "" {
+		// Its exit will never be recorded now: withdraw its registration with its own key
+		// before the new worker, same id, asks to be registered.
+		h.syncer.Gone(replaced)
 	}
 	return out, nil
 }
@@ -120,7 +129,9 @@ func (h *Hive) markGone(id string, pid int, code *int, reason string) error {
 		delete(h.procs, id) // gone either way: from now on the tick checks its pid
 	}
 	h.mu.Unlock()
-	_, err := h.reg.Transition(id, pid, func(e *Entry) error {
+	wasLive := false
+	gone, err := h.reg.Transition(id, pid, func(e *Entry) error {
+		wasLive = e.State.Live()
 		if !e.State.Live() {
 			// Another hive on this registry (watching it as adopted) saw it go first and
 			// could not know the exit code; the parent's reap fills it in.
@@ -152,7 +163,11 @@ func (h *Hive) markGone(id string, pid int, code *int, reason string) error {
 	delete(h.stopping, id)
 	delete(h.warned, "exit:"+id)
 	h.mu.Unlock()
-	h.syncer.Trigger()
+	if err == nil && wasLive {
+		h.syncer.Gone(gone) // withdrawn with its own key, before a successor takes the id
+	} else {
+		h.syncer.Trigger()
+	}
 	return nil
 }
 

@@ -63,9 +63,9 @@ type orderBook struct {
 	lease     time.Duration
 	retention time.Duration
 	maxOpen   int // orders not ended; new ones beyond it are refused
-	// carried finds a registered worker that carries an order id. It is called with mu
-	// held (the lock order is orders, then registry).
-	carried func(orderID string) (workerID string, ok bool)
+	// carried finds a live worker that carries an order id. It is called with mu held
+	// (the lock order is orders, then registry).
+	carried func(orderID string) (wire.Worker, bool)
 	results *counterVec
 
 	waiting atomic.Int64 // long-polls waiting right now (tests watch it)
@@ -79,7 +79,7 @@ type orderBook struct {
 }
 
 func newOrderBook(now func() time.Time, lease, retention time.Duration, maxOpen int,
-	carried func(string) (string, bool), results *counterVec) *orderBook {
+	carried func(string) (wire.Worker, bool), results *counterVec) *orderBook {
 	return &orderBook{
 		now:       now,
 		lease:     lease,
@@ -178,6 +178,16 @@ func (b *orderBook) create(req wire.SpawnOrderRequest) (wire.SpawnOrder, error) 
 	b.orders[id] = rec
 	b.open++
 	b.count(resultCreated)
+	if req.OrderID != "" {
+		// Placed again after a restart of this Queen forgot it: the worker started for it
+		// the first time has registered here already, and it is the order's one worker.
+		if w, ok := b.carried(id); ok && w.Model == req.Model {
+			rec.o.TakenBy = w.SpawnedBy
+			b.end(rec, wire.OrderDone, w.WorkerID, "", now)
+			b.count(resultDone)
+			return rec.o, nil
+		}
+	}
 	b.broadcast()
 	return rec.o, nil
 }
@@ -424,8 +434,8 @@ func (b *orderBook) completeByWorker(id, workerID, spawnedBy string) {
 	b.count(resultDone)
 }
 
-// sweep sends taken orders whose lease ran out back to pending (or to done when a
-// registered worker carries them) and drops ended orders past retention.
+// sweep sends taken orders whose lease ran out back to pending (or to done when a live
+// worker carries them) and drops ended orders past retention.
 func (b *orderBook) sweep() {
 	now := b.now()
 	b.mu.Lock()
@@ -438,8 +448,8 @@ func (b *orderBook) sweep() {
 				delete(b.orders, id)
 			}
 		case rec.o.State == wire.OrderTaken && !now.Before(rec.leaseUntil):
-			if workerID, ok := b.carried(id); ok {
-				b.end(rec, wire.OrderDone, workerID, "", now)
+			if w, ok := b.carried(id); ok {
+				b.end(rec, wire.OrderDone, w.WorkerID, "", now)
 				b.count(resultDone)
 				continue
 			}

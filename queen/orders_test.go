@@ -445,6 +445,53 @@ func TestSpawnOrderRegistrationCompletesIt(t *testing.T) {
 	}
 }
 
+// An order placed again under its id after a restart of the Queen forgot it (the
+// client's retry) is done at once when the worker started for it the first time has
+// registered here since, carrying the id: a hive taking it again would start a second
+// worker for one order. A worker no longer live does not count.
+func TestSpawnOrderPlacedAgainFindsItsWorker(t *testing.T) {
+	q, srv, clock := newTestQueen(t, Config{})
+	caps := newCapsResponder(t, capsOK)
+	r := regReq("worker-llm-8081", caps.port())
+	r.SpawnedBy = "hive-c"
+	r.SpawnOrderID = "client-order-27" // unknown here: this Queen restarted since
+	if a := do(t, "POST", srv.URL+wire.PathRegisterWorker, "", r); a.status != 200 {
+		t.Fatalf("registration: %d %s", a.status, a.body)
+	}
+	got := postOrder(t, srv, wire.SpawnOrderRequest{OrderID: "client-order-27", Model: "stories260K"})
+	if got.State != wire.OrderDone || got.WorkerID != r.WorkerID || got.TakenBy != "hive-c" {
+		t.Fatalf("order placed again: %+v, want done by %s (hive-c)", got, r.WorkerID)
+	}
+	if open := listOrders(t, srv, "?state=pending"); len(open) != 0 {
+		t.Fatalf("pending orders offered to hives: %v", orderIDs(open))
+	}
+
+	// A worker of another model carrying the id does not serve the order.
+	other := regReq("worker-llm-8083", caps.port())
+	other.SpawnOrderID = "client-order-29"
+	if a := do(t, "POST", srv.URL+wire.PathRegisterWorker, "", other); a.status != 200 {
+		t.Fatalf("registration: %d %s", a.status, a.body)
+	}
+	if got := postOrder(t, srv, wire.SpawnOrderRequest{OrderID: "client-order-29", Model: "another-model"}); got.State != wire.OrderPending {
+		t.Fatalf("order for another model: %+v, want pending", got)
+	}
+
+	// Nor does one gone stale (silent for three intervals: no longer live).
+	gone := regReq("worker-llm-8082", caps.port())
+	gone.SpawnOrderID = "client-order-28"
+	if a := do(t, "POST", srv.URL+wire.PathRegisterWorker, "", gone); a.status != 200 {
+		t.Fatalf("registration: %d %s", a.status, a.body)
+	}
+	clock.Advance(wire.StaleAfter * testInterval)
+	q.reg.sweep()
+	if w, _ := q.reg.get(gone.WorkerID); w.State != wire.StateStale {
+		t.Fatalf("worker after three silent intervals: %s, want stale", w.State)
+	}
+	if got := postOrder(t, srv, wire.SpawnOrderRequest{OrderID: "client-order-28", Model: "stories260K"}); got.State != wire.OrderPending {
+		t.Fatalf("order carried by a stale worker: %+v, want pending", got)
+	}
+}
+
 func TestSpawnOrderResultIsIdempotent(t *testing.T) {
 	_, srv, _ := newTestQueen(t, Config{})
 	o := postOrder(t, srv, wire.SpawnOrderRequest{Model: "m"})

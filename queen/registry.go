@@ -297,17 +297,18 @@ func (r *registry) sweep() {
 	}
 }
 
-// workerForOrder finds a worker whose registration carried spawn order orderID. The
-// order book calls it holding its own lock: the lock order is orders, then registry.
-func (r *registry) workerForOrder(orderID string) (string, bool) {
+// workerForOrder finds a live (registered or online) worker whose registration carried
+// spawn order orderID. The order book calls it holding its own lock: the lock order is
+// orders, then registry.
+func (r *registry) workerForOrder(orderID string) (wire.Worker, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for id, rec := range r.workers {
-		if rec.spawnOrder == orderID {
-			return id, true
+	for _, rec := range r.workers {
+		if rec.spawnOrder == orderID && rec.live() {
+			return rec.w, true
 		}
 	}
-	return "", false
+	return wire.Worker{}, false
 }
 
 func (r *registry) get(id string) (wire.Worker, bool) {

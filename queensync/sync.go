@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/beekeeper-hive/beekeeper/internal/workerkey"
@@ -56,20 +57,34 @@ type target struct {
 type Syncer struct {
 	cfg     Config
 	trigger chan struct{} // buffered 1: coalesces any number of requests into one sync
+	running atomic.Bool   // Run is looping (a passive hive, the CLI's, never runs it)
 
 	mu      sync.Mutex
 	cur     target
 	retired []target // Queens we left: deregister from them best-effort
 	status  Status
-	// keys remembers each worker's identity key once read: a worker removes its key
-	// file as it exits, and the deregistration that follows must still prove the key.
-	keys map[string]rememberedKey
+	// keys remembers each worker process's identity key once read: a worker removes its
+	// key file as it exits, and the deregistration that follows must still prove the key.
+	// A process, not an id: a worker spawned again on the same port has the same id and
+	// another key, and the two must never be mixed up.
+	keys map[workerProc]string
+	gone []goneWorker // exits reported by Gone, not yet withdrawn at the Queen
 }
 
-// rememberedKey is the identity key of the worker process pid.
-type rememberedKey struct {
-	pid int
+// maxGone bounds the exits kept for withdrawal while the Queen is unreachable; beyond
+// it the Queen's own staleness check forgets them.
+const maxGone = 256
+
+// goneWorker is a worker process that ended, with the identity key that proves it.
+type goneWorker struct {
+	e   localregistry.Entry
 	key string
+}
+
+// workerProc names one worker process: its id and pid.
+type workerProc struct {
+	id  string
+	pid int
 }
 
 // New returns a Syncer for the registry; it targets no Queen until SetQueen.
@@ -83,7 +98,7 @@ func New(cfg Config) *Syncer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Syncer{cfg: cfg, trigger: make(chan struct{}, 1), keys: map[string]rememberedKey{}}
+	return &Syncer{cfg: cfg, trigger: make(chan struct{}, 1), keys: map[workerProc]string{}}
 }
 
 // Trigger asks for a full sync soon; it never blocks and many calls make one sync.
@@ -138,6 +153,8 @@ func (s *Syncer) Status() Status {
 
 // Run owns the sync loop and the Queen watcher until ctx ends.
 func (s *Syncer) Run(ctx context.Context) {
+	s.running.Store(true)
+	defer s.running.Store(false)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	timer := time.NewTimer(0)
@@ -385,10 +402,91 @@ func (s *Syncer) stillGone(id string) bool {
 	return !ok || !e.State.Live()
 }
 
+// Gone reports that the worker process of e ended (crashed, killed, stopped) and asks
+// for a sync, which withdraws its registration proving that process's key. The key is
+// read now: a successor spawned on the same port soon holds the id in the registry, and
+// the dead worker's record would refuse the successor's registrations (another key)
+// until the Queen found it stale.
+//
+// Without a sync loop (a passive hive: `beekeeper spawn`, whose claim of a port can
+// replace a dead worker's entry) the withdrawal is made at once, bounded by a second.
+func (s *Syncer) Gone(e localregistry.Entry) {
+	key := s.workerKey(e)
+	if !s.running.Load() {
+		s.withdrawNow(e, key)
+		return
+	}
+	s.mu.Lock()
+	if len(s.gone) < maxGone {
+		s.gone = append(s.gone, goneWorker{e: e, key: key})
+	}
+	s.mu.Unlock()
+	s.Trigger()
+}
+
+// withdrawNow deregisters the exited worker of e at the current Queen, proving key;
+// best-effort: a Queen that does not answer finds the record stale on its own.
+func (s *Syncer) withdrawNow(e localregistry.Entry, key string) {
+	s.mu.Lock()
+	cur := s.cur
+	s.mu.Unlock()
+	if cur.client == nil || key == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := cur.client.DeregisterWorker(ctx, e.ID, key); err != nil && !refusedOrUnknown(err) {
+		s.cfg.Logger.Info("queen sync: withdraw an exited worker's registration; the Queen forgets it when it goes stale", "worker", e.ID, "err", err)
+	}
+}
+
+// refusedOrUnknown reports whether the Queen answered a deregistration with 404 (the
+// record is gone already) or 409 (the id is bound to another key: a successor's now).
+func refusedOrUnknown(err error) bool {
+	var apiErr *wire.APIError
+	return errors.As(err, &apiErr) && (apiErr.Status == http.StatusNotFound || apiErr.Status == http.StatusConflict)
+}
+
+// withdrawGone deregisters the workers reported Gone that the Queen still lists at their
+// address, and drops them from atQueen so that a successor is registered in the same
+// sync. The key decides: a successor's record (same id, its own key) is refused, not
+// removed. An exit whose withdrawal failed on the way is kept for the next sync.
+func (s *Syncer) withdrawGone(ctx context.Context, cur target, atQueen map[string]wire.Worker) {
+	s.mu.Lock()
+	gone := s.gone
+	s.gone = nil
+	s.mu.Unlock()
+	var retry []goneWorker
+	for _, g := range gone {
+		w, ok := atQueen[g.e.ID]
+		if !ok || g.key == "" || w.Hostname != g.e.AdvertiseHost || w.Port != g.e.Port {
+			continue // not there, or (no key) the full sync's registry check decides
+		}
+		err := cur.client.DeregisterWorker(ctx, g.e.ID, g.key)
+		switch {
+		case err == nil:
+			delete(atQueen, g.e.ID)
+		case refusedOrUnknown(err):
+			// Already gone, or the id is a successor's now.
+		default:
+			retry = append(retry, g)
+		}
+	}
+	if len(retry) > 0 {
+		s.mu.Lock()
+		s.gone = append(retry, s.gone...)
+		if len(s.gone) > maxGone {
+			s.gone = s.gone[:maxGone]
+		}
+		s.mu.Unlock()
+	}
+}
+
 // DeregisterAt tells the Queen at url (the one the worker was registered with; "" = the
-// current one) that a worker was stopped. Best-effort: the next full sync repeats it if
-// the current Queen still lists it.
-func (s *Syncer) DeregisterAt(ctx context.Context, url, id string) error {
+// current one) that the worker process of e was stopped, proving that process's key (a
+// successor on the same port has the same id and another key). Best-effort: the next
+// full sync repeats it if the current Queen still lists it.
+func (s *Syncer) DeregisterAt(ctx context.Context, url string, e localregistry.Entry) error {
 	s.mu.Lock()
 	cur := s.cur
 	s.mu.Unlock()
@@ -402,8 +500,7 @@ func (s *Syncer) DeregisterAt(ctx context.Context, url, id string) error {
 	if client == nil {
 		return nil
 	}
-	e, _ := s.cfg.Registry.Get(id)
-	return client.DeregisterWorker(ctx, id, s.workerKey(e))
+	return client.DeregisterWorker(ctx, e.ID, s.workerKey(e))
 }
 
 func (s *Syncer) setSync(id string, pid int, st localregistry.SyncState, url, errText string) {
@@ -418,38 +515,38 @@ func (s *Syncer) setSync(id string, pid int, st localregistry.SyncState, url, er
 	})
 }
 
-// workerKey is the identity key a worker we spawned wrote to its key file, or the one
-// read from it before it exited; "" when there is none (an older worker). The Queen
+// workerKey is the identity key the worker process of e wrote to its key file, or the
+// one read from it before it exited; "" when there is none (an older worker). The Queen
 // binds the worker's id to it, so our registrations and deregistrations must prove it
-// as the worker's own do.
+// as the worker's own do. The file is e's only when it names e's pid: a killed worker
+// leaves its file behind, and its successor on the same port overwrites it.
 func (s *Syncer) workerKey(e localregistry.Entry) string {
 	if e.ID == "" {
 		return ""
 	}
-	key, _ := workerkey.Read(e.ID, e.Port)
+	key, pid, _ := workerkey.Read(e.ID, e.Port)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if key != "" {
-		s.keys[e.ID] = rememberedKey{pid: e.PID, key: key}
+	if key != "" && pid > 0 {
+		s.keys[workerProc{e.ID, pid}] = key
+	}
+	if key != "" && (pid == e.PID || pid == 0 || e.PID == 0) {
 		return key
 	}
-	if k, ok := s.keys[e.ID]; ok && k.pid == e.PID {
-		return k.key
-	}
-	return ""
+	return s.keys[workerProc{e.ID, e.PID}]
 }
 
-// forgetKeys drops the remembered keys of workers the registry no longer holds.
+// forgetKeys drops the remembered keys of worker processes the registry no longer holds.
 func (s *Syncer) forgetKeys(snapshot []localregistry.Entry) {
-	held := make(map[string]int, len(snapshot))
+	held := make(map[workerProc]bool, len(snapshot))
 	for _, e := range snapshot {
-		held[e.ID] = e.PID
+		held[workerProc{e.ID, e.PID}] = true
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for id, k := range s.keys {
-		if pid, ok := held[id]; !ok || pid != k.pid {
-			delete(s.keys, id)
+	for p := range s.keys {
+		if !held[p] {
+			delete(s.keys, p)
 		}
 	}
 }
@@ -479,6 +576,9 @@ func (s *Syncer) SyncFull(ctx context.Context) {
 	outcome := map[string]localregistry.Entry{} // id -> entry as synced (pid guards edits)
 
 	if cur.client == nil {
+		s.mu.Lock()
+		s.gone = nil // Queenless: nobody holds a registration to withdraw
+		s.mu.Unlock()
 		for _, e := range snapshot {
 			if e.Sync != localregistry.SyncOff || e.QueenURL != "" {
 				e.Sync, e.QueenURL, e.SyncError = localregistry.SyncOff, "", ""
@@ -509,6 +609,7 @@ func (s *Syncer) SyncFull(ctx context.Context) {
 	for _, w := range listed {
 		atQueen[w.WorkerID] = w
 	}
+	s.withdrawGone(cctx, cur, atQueen)
 	live := map[string]bool{}
 	var firstErr error
 	registered, pending := 0, 0
@@ -520,6 +621,7 @@ func (s *Syncer) SyncFull(ctx context.Context) {
 		if e.State != localregistry.StateReady {
 			continue // registered once it serves
 		}
+		key := s.workerKey(e) // remembered now: Gone needs it once the worker removed its file
 		w, ok := atQueen[e.ID]
 		next := e
 		next.QueenURL, next.SyncError = cur.url, ""
@@ -529,7 +631,7 @@ func (s *Syncer) SyncFull(ctx context.Context) {
 		} else if exited(e) {
 			continue // its exit is about to be recorded; then it is deregistered
 		} else {
-			resp, err := cur.client.Register(cctx, registration(e, s.workerKey(e)))
+			resp, err := cur.client.Register(cctx, registration(e, key))
 			if err != nil {
 				if firstErr == nil {
 					firstErr = err

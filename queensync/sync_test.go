@@ -300,7 +300,7 @@ func TestWorkerStoppedDuringSync(t *testing.T) {
 	if _, err := reg.Modify(a.ID, func(e *localregistry.Entry) { e.State = localregistry.StateExited }); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeregisterAt(context.Background(), url, a.ID); err != nil {
+	if err := s.DeregisterAt(context.Background(), url, a); err != nil {
 		t.Fatal(err)
 	}
 	close(g.release)

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/beekeeper-hive/beekeeper/wire"
@@ -43,6 +44,9 @@ type heartbeater struct {
 	kick    chan struct{} // coalescing: send a heartbeat now
 	readyCh chan struct{} // closed once the model is loaded
 	once    sync.Once
+	// heldWarned: the "id held under another key" warning was logged since the last
+	// heartbeat that went through (the retries after it come every 100 ms and more).
+	heldWarned atomic.Bool
 }
 
 func newHeartbeater(w *Worker) *heartbeater {
@@ -220,7 +224,9 @@ func (h *heartbeater) run(ctx context.Context) {
 	}()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	failures := 0
+	due := time.Now() // when timer fires
+	setTimer := func(d time.Duration) { resetTimer(timer, d); due = time.Now().Add(d) }
+	failures, refusals := 0, 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -238,7 +244,24 @@ func (h *heartbeater) run(ctx context.Context) {
 			case r.err != nil:
 				failures++
 				h.failed(failures, r.err)
-			case failures > 0 || len(attempts) > 0:
+				// Try again within the retry fraction, not a whole interval from the last
+				// attempt. A refusal of the id (held under another key: most often a
+				// killed predecessor on this port, whose hive withdraws it in a moment)
+				// is retried sooner still, backing off from retryMin.
+				wait := retryAfter(h.currentInterval())
+				if refused(r.err) {
+					refusals++
+					wait = min(wait, refusalBackoff(refusals))
+				}
+				if time.Until(due) > wait {
+					setTimer(wait)
+				}
+			default:
+				refusals = 0
+				h.heldWarned.Store(false)
+				if failures == 0 && len(attempts) == 0 {
+					break
+				}
 				if failures > 0 {
 					h.w.log.Info("queen reachable again", "queen_url", h.queenURL())
 				}
@@ -247,7 +270,7 @@ func (h *heartbeater) run(ctx context.Context) {
 					cancel() // answered: the older attempts are moot
 					delete(attempts, n)
 				}
-				resetTimer(timer, h.currentInterval())
+				setTimer(h.currentInterval())
 			}
 			continue
 		case <-timer.C:
@@ -255,7 +278,7 @@ func (h *heartbeater) run(ctx context.Context) {
 		}
 		queen := h.queenURL()
 		if queen == "" {
-			resetTimer(timer, time.Hour) // Queenless: wait for adopt's kick
+			setTimer(time.Hour) // Queenless: wait for adopt's kick
 			continue
 		}
 		if len(attempts) == maxAttempts { // give up the oldest: it has hung longest
@@ -285,8 +308,22 @@ func (h *heartbeater) run(ctx context.Context) {
 		if failures > 0 || len(attempts) > 1 {
 			wait = retryAfter(wait)
 		}
-		resetTimer(timer, wait)
+		setTimer(wait)
 	}
+}
+
+// refused reports whether the Queen refused the worker's id (409 worker_key_mismatch:
+// bound to another key) rather than not answering or failing otherwise: a wrong token or
+// a Queen short of room keeps the usual pace.
+func refused(err error) bool {
+	var apiErr *wire.APIError
+	return errors.As(err, &apiErr) && apiErr.Status == http.StatusConflict && apiErr.Detail.Code == wire.CodeWorkerKeyMismatch
+}
+
+// refusalBackoff is the wait after the n-th refusal in a row: retryMin doubling, ±10%.
+func refusalBackoff(n int) time.Duration {
+	d := retryMin << min(n-1, 8)
+	return time.Duration(float64(d) * (0.9 + 0.2*rand.Float64()))
 }
 
 // failed notes the n-th failure in a row: the first is logged, and idle connections
@@ -347,7 +384,7 @@ func (h *heartbeater) beat(ctx context.Context, queen string) error {
 	var apiErr *wire.APIError
 	if errors.As(err, &apiErr) && (apiErr.Status == http.StatusNotFound && apiErr.Detail.Code == wire.CodeUnknownWorker ||
 		apiErr.Status == http.StatusConflict && apiErr.Detail.Code == wire.CodeWorkerKeyMismatch) {
-		if apiErr.Status == http.StatusConflict {
+		if apiErr.Status == http.StatusConflict && !h.heldWarned.Swap(true) {
 			h.w.log.Warn("the queen holds this worker id under another identity key; registering again", "queen_url", queen)
 		}
 		if err := h.register(ctx, queen); err != nil {

@@ -33,6 +33,29 @@ type queenPeer struct {
 	deleted    []string
 	deleteKeys []string // the identity key each DELETE carried
 	badAuth    int
+	held       map[string]bool // ids held under another identity key: 409 for them
+}
+
+// setHeld makes the peer refuse id as a Queen refuses an id bound to another worker's
+// key (a killed predecessor's record), or stops refusing it.
+func (q *queenPeer) setHeld(id string, held bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.held == nil {
+		q.held = map[string]bool{}
+	}
+	q.held[id] = held
+}
+
+// refuseHeld answers 409 worker_key_mismatch for a held id.
+func (q *queenPeer) refuseHeld(w http.ResponseWriter, id string) bool {
+	q.mu.Lock()
+	held := q.held[id]
+	q.mu.Unlock()
+	if held {
+		wire.WriteError(w, wire.NewError(http.StatusConflict, wire.CodeWorkerKeyMismatch, "worker_id %q is bound to another worker process's identity key", id))
+	}
+	return held
 }
 
 func newQueenPeer(t *testing.T, token string) *queenPeer {
@@ -57,7 +80,7 @@ func (q *queenPeer) start(addr string) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+wire.PathRegisterWorker, func(w http.ResponseWriter, r *http.Request) {
 		var req wire.RegisterRequest
-		if !q.auth(w, r) || !q.decode(w, r, &req) {
+		if !q.auth(w, r) || !q.decode(w, r, &req) || q.refuseHeld(w, req.WorkerID) {
 			return
 		}
 		q.mu.Lock()
@@ -68,7 +91,7 @@ func (q *queenPeer) start(addr string) {
 	})
 	mux.HandleFunc("POST "+wire.PathHeartbeat, func(w http.ResponseWriter, r *http.Request) {
 		var hb wire.Heartbeat
-		if !q.auth(w, r) || !q.decode(w, r, &hb) {
+		if !q.auth(w, r) || !q.decode(w, r, &hb) || q.refuseHeld(w, hb.WorkerID) {
 			return
 		}
 		q.mu.Lock()
@@ -366,4 +389,28 @@ func TestHeartbeatBackOnlineWithinAnIntervalOfTheHeal(t *testing.T) {
 		}
 	}
 	w.WaitOutput("queen reachable again", 5*time.Second)
+}
+
+// TestHeartbeatRefusedIdRetriedSoon: a worker started on the port of a killed one has
+// its id, and the Queen refuses it (the id is bound to the dead worker's key) until the
+// dead worker's hive withdraws that record, a moment later. The worker does not know
+// the Queen's interval yet (no beat has succeeded), so it must not wait its 5 s default:
+// it retries from 100 ms, backing off, and is registered within a second of the
+// withdrawal.
+func TestHeartbeatRefusedIdRetriedSoon(t *testing.T) {
+	q := newQueenPeer(t, "")
+	const id = "worker-llm-successor"
+	q.setHeld(id, true)
+	w := testenv.StartWorker(t, "--queen-url", q.url(), "--worker-id", id)
+	w.WaitOutput("the queen holds this worker id under another identity key", 10*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	q.setHeld(id, false)
+	withdrawn := time.Now()
+	testenv.WaitFor(t, "the successor registered", 10*time.Second, func() bool { regs, beats := q.snapshot(); return regs >= 1 && beats >= 1 })
+	// The old wait was the default interval, 5 s; the bound leaves room for a loaded machine.
+	if took := time.Since(withdrawn); took > time.Second {
+		t.Fatalf("registered %v after the withdrawal, want within a second", took)
+	} else {
+		t.Logf("registered %v after the withdrawal", took)
+	}
 }

@@ -206,7 +206,7 @@ func TestAdoptionNeedsTrust(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("key file %s: %v, mode %v; want 0600", keyFile, err, st)
 	}
-	key, err := workerkey.Read(wire.WorkerID("llm", "127.0.0.1", w.Port), w.Port)
+	key, _, err := workerkey.Read(wire.WorkerID("llm", "127.0.0.1", w.Port), w.Port)
 	if err != nil || key == "" {
 		t.Fatalf("read the key file: %q %v", key, err)
 	}

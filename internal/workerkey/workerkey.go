@@ -110,25 +110,35 @@ func pruneGone(dir, keep string) {
 	}
 }
 
-// Read returns the key of the worker with this id on this port; "" and no error when
-// there is no file (a worker of an older version, or one started by another user).
-func Read(id string, port int) (string, error) {
+// Read returns the key of the worker with this id on this port and the id of the
+// process that wrote it (0 when the file names none); "" and no error when there is no
+// file (a worker of an older version, or one started by another user). The file may be
+// a killed worker's, or already its successor's on the same port: callers match the pid.
+func Read(id string, port int) (key string, pid int, err error) {
 	b, err := os.ReadFile(Path(id, port))
 	if errors.Is(err, os.ErrNotExist) {
-		return "", nil
+		return "", 0, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("worker key file: %w", err)
+		return "", 0, fmt.Errorf("worker key file: %w", err)
 	}
-	key, _, _ := strings.Cut(string(b), "\n")
+	key, pidLine, _ := strings.Cut(string(b), "\n")
 	key = strings.TrimSpace(key)
 	if !Valid(key) {
-		return "", fmt.Errorf("worker key file %s holds no valid key", Path(id, port))
+		return "", 0, fmt.Errorf("worker key file %s holds no valid key", Path(id, port))
 	}
-	return key, nil
+	if n, err := strconv.Atoi(strings.TrimSpace(pidLine)); err == nil && n > 0 {
+		pid = n
+	}
+	return key, pid, nil
 }
 
-// Remove deletes the worker's key file (when it stops); a missing file is fine.
+// Remove deletes the worker's key file as it stops, unless the file is no longer this
+// process's: once the port is free, a successor with the same id may have written its
+// own already. A missing file is fine.
 func Remove(id string, port int) {
+	if _, pid, err := Read(id, port); err == nil && pid != 0 && pid != os.Getpid() {
+		return
+	}
 	_ = os.Remove(Path(id, port))
 }

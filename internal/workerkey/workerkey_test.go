@@ -26,8 +26,8 @@ func TestNewKeysAreValidAndDistinct(t *testing.T) {
 func TestKeyFile(t *testing.T) {
 	home := t.TempDir()
 	t.Setenv("BEEKEEPER_HOME", home)
-	if k, err := Read("worker-llm-8080", 8080); k != "" || err != nil {
-		t.Fatalf("missing file: %q %v", k, err)
+	if k, pid, err := Read("worker-llm-8080", 8080); k != "" || pid != 0 || err != nil {
+		t.Fatalf("missing file: %q %d %v", k, pid, err)
 	}
 	key := New()
 	path, err := Write("worker-llm-8080", 8080, key)
@@ -42,8 +42,8 @@ func TestKeyFile(t *testing.T) {
 	if st.Mode().Perm() != 0o600 || dir.Mode().Perm() != 0o700 {
 		t.Fatalf("file %v, folder %v; want 0600 and 0700", st.Mode(), dir.Mode())
 	}
-	if got, err := Read("worker-llm-8080", 8080); got != key || err != nil {
-		t.Fatalf("read %q %v, want %q", got, err, key)
+	if got, pid, err := Read("worker-llm-8080", 8080); got != key || pid != os.Getpid() || err != nil {
+		t.Fatalf("read %q %d %v, want %q %d", got, pid, err, key, os.Getpid())
 	}
 	for _, id := range []string{"", ".", "..", "a/b"} {
 		if _, err := Write(id, 1, key); err == nil {
@@ -72,5 +72,23 @@ func TestKeyFile(t *testing.T) {
 	Remove("worker-llm-8080", 8080)
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Fatalf("removed file still there: %v", err)
+	}
+}
+
+// TestRemoveKeepsSuccessorsFile: a worker that stops after a successor with the same id
+// took its port (and wrote its own key file) leaves the successor's file alone.
+func TestRemoveKeepsSuccessorsFile(t *testing.T) {
+	t.Setenv("BEEKEEPER_HOME", t.TempDir())
+	if _, err := Write("worker-llm-8080", 8080, New()); err != nil {
+		t.Fatal(err)
+	}
+	successor := os.Getpid() + 1 // another process's file, as the successor writes it
+	theirs := New()
+	if err := os.WriteFile(Path("worker-llm-8080", 8080), []byte(theirs+"\n"+strconv.Itoa(successor)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	Remove("worker-llm-8080", 8080)
+	if k, pid, err := Read("worker-llm-8080", 8080); k != theirs || pid != successor || err != nil {
+		t.Fatalf("successor's key file: %q %d %v, want %q %d", k, pid, err, theirs, successor)
 	}
 }
