@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beekeeper-hive/beekeeper/internal/synthmodel"
 	"github.com/beekeeper-hive/beekeeper/internal/testenv"
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
@@ -36,6 +37,21 @@ const (
 	gwTokens  = 32   // generated per stream: a 5-token prompt, so generation dominates
 	gwPrompt  = "Once upon a time"
 )
+
+// gwSynthModel returns the 272M synthetic model, generated once into the user's cache
+// (the same file worker/engine_bench_test.go uses).
+func gwSynthModel(b *testing.B) string {
+	b.Helper()
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	path, err := synthmodel.Cached(filepath.Join(dir, "beekeeper", "synth"), synthmodel.M272, testenv.Model(b))
+	if err != nil {
+		b.Fatalf("synthetic model: %v", err)
+	}
+	return path
+}
 
 // gwRound sends n concurrent streamed completions of gwTokens each to base and returns
 // the time until the last one ended and the tokens generated in all (as each stream's
@@ -180,7 +196,7 @@ func (r *gwResults) report(b *testing.B) {
 //     cost and the alternating one the whole cost.
 func BenchmarkGatewayStreams8(b *testing.B) {
 	b.Setenv("BEEKEEPER_HOME", b.TempDir())
-	model := testenv.SynthModel272(b)
+	model := gwSynthModel(b)
 	// The product's default heartbeat interval: a worker at full CPU on a crowded
 	// machine must not go stale (3 intervals) between two rounds.
 	q, queenURL, _ := runQueen(b, fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(b)), 5*time.Second)

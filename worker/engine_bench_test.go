@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/hybridgroup/yzma/pkg/llama"
 
+	"github.com/beekeeper-hive/beekeeper/internal/synthmodel"
 	"github.com/beekeeper-hive/beekeeper/internal/testenv"
 	"github.com/beekeeper-hive/beekeeper/llamaruntime"
 	"github.com/beekeeper-hive/beekeeper/wire"
@@ -27,6 +30,20 @@ const (
 	engineCtx      = 2048 // per sequence
 	engineTokens   = 64   // generated per stream
 )
+
+// synthModel returns the 272M synthetic model, generated once into the user's cache.
+func synthModel(b *testing.B) string {
+	b.Helper()
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	path, err := synthmodel.Cached(filepath.Join(dir, "beekeeper", "synth"), synthmodel.M272, testenv.Model(b))
+	if err != nil {
+		b.Fatalf("synthetic model: %v", err)
+	}
+	return path
+}
 
 // startEngineWorker starts a worker on model with --parallel engineParallel and the
 // default threads (the machine's physical cores, as the reference uses).
@@ -152,7 +169,7 @@ func completionBody(prompt string, n int) []byte {
 // BenchmarkEngineSingleStream: one stream through a worker started with --parallel 8,
 // against the loop decoding one sequence. Goal: speed ratio ≥ 0.95.
 func BenchmarkEngineSingleStream(b *testing.B) {
-	model := testenv.SynthModel272(b)
+	model := synthModel(b)
 	w := startEngineWorker(b, model)
 	ref := newBatchReference(b, model)
 	body := completionBody(storyPrompt, engineTokens)
@@ -182,7 +199,7 @@ func BenchmarkEngineSingleStream(b *testing.B) {
 // BenchmarkEngineConcurrent8: 8 concurrent streams, summed tok/s, against the loop
 // decoding 8 sequences in one batch. Goal: ratio ≥ 0.85.
 func BenchmarkEngineConcurrent8(b *testing.B) {
-	model := testenv.SynthModel272(b)
+	model := synthModel(b)
 	w := startEngineWorker(b, model)
 	ref := newBatchReference(b, model)
 	body := completionBody(storyPrompt, engineTokens)
@@ -223,7 +240,7 @@ func BenchmarkEngineConcurrent8(b *testing.B) {
 // turn's, which reads the whole history. Goal: ratio ≤ 0.10. Also reports prompt tokens/s
 // of the first turn.
 func BenchmarkEngineFollowUpTTFT(b *testing.B) {
-	model := testenv.SynthModel272(b)
+	model := synthModel(b)
 	w := startEngineWorker(b, model)
 	var history []wire.ChatMessage
 	for i := 0; len(history) < 40; i++ {

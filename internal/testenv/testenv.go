@@ -14,7 +14,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/beekeeper-hive/beekeeper/internal/synthmodel"
 	"github.com/beekeeper-hive/beekeeper/llamaruntime"
 )
 
@@ -77,21 +76,6 @@ func RepoRoot(tb testing.TB) string {
 		tb.Fatalf("testenv: %v", rootErr)
 	}
 	return rootDir
-}
-
-// SynthModel272 returns the engine benchmarks' synthetic 272M llama (real shapes,
-// random Q8_0 weights, the test model's tokenizer), generated once into the user's cache.
-func SynthModel272(tb testing.TB) string {
-	tb.Helper()
-	dir, err := os.UserCacheDir()
-	if err != nil {
-		dir = os.TempDir()
-	}
-	path, err := synthmodel.Cached(filepath.Join(dir, "beekeeper", "synth"), synthmodel.M272, Model(tb))
-	if err != nil {
-		tb.Fatalf("synthetic model: %v", err)
-	}
-	return path
 }
 
 // Model returns the path of the real test model after checking its sha256. A missing or
