@@ -18,6 +18,7 @@ import (
 	"github.com/beekeeper-hive/beekeeper/app"
 	"github.com/beekeeper-hive/beekeeper/assets"
 	"github.com/beekeeper-hive/beekeeper/internal/dirs"
+	"github.com/beekeeper-hive/beekeeper/internal/memtrim"
 	"github.com/beekeeper-hive/beekeeper/ui"
 	"github.com/beekeeper-hive/beekeeper/wire"
 )
@@ -99,7 +100,7 @@ func runGUI(args []string) int {
 
 	// Start-up garbage (font parsing, first layout) is freed by then; hand the pages
 	// back to the OS so an idle app stays small.
-	trim := time.AfterFunc(3*time.Second, debug.FreeOSMemory)
+	trim := time.AfterFunc(3*time.Second, memtrim.Now)
 	w.ShowAndRun()
 	trim.Stop()
 	close(done)

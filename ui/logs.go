@@ -27,7 +27,7 @@ type logsScreen struct {
 	u       *UI
 	source  *widget.Select
 	follow  *widget.Check
-	view    *widget.Label // monospace, selectable
+	view    *widget.Label // selectable
 	scroll  *container.Scroll
 	path    *tipLabel
 	openBt  *widget.Button
@@ -50,8 +50,10 @@ func newLogsScreen(u *UI) *logsScreen {
 	}
 	// A label, not a TextGrid: a grid draws every character as an object of its own
 	// (12 MB more for a screen of log); a label draws a line as one, and selects too.
+	// In the UI's font, not monospace: Fyne parses a text style's bundled face and the
+	// system face it pairs with it (3 MB for monospace), and log lines are key=value
+	// text that needs no columns.
 	s.view = widget.NewLabel("")
-	s.view.TextStyle.Monospace = true
 	s.view.Selectable = true
 	s.scroll = container.NewScroll(s.view) // it scrolls, so it can follow
 	copyBt := u.newCopyButton("Copy", "Copy the log shown", func() string { return s.text })
@@ -214,8 +216,7 @@ func (s *logsScreen) setText(text string) {
 }
 
 // show shows text even while paused (another source was picked). While the tab is
-// hidden it only keeps the text: laying out a log (and loading the monospace font) is
-// deferred until someone looks.
+// hidden it only keeps the text: laying out a log is deferred until someone looks.
 func (s *logsScreen) show(text string) {
 	s.text = text
 	if !s.visible {

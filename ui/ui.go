@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 
 	"github.com/beekeeper-hive/beekeeper/app"
 	"github.com/beekeeper-hive/beekeeper/hive"
+	"github.com/beekeeper-hive/beekeeper/internal/memtrim"
 	"github.com/beekeeper-hive/beekeeper/llamaruntime"
 )
 
@@ -64,6 +64,7 @@ type UI struct {
 	rootSize fyne.Size     // the window content's size, to see it change
 	sizeGen  int           // the latest window resize; an older one's save is dropped
 	trimGen  int           // the latest trimSoon; only it trims
+	trim     func()        // memtrim.Now; tests count the calls
 }
 
 // Create builds the window's content on core and starts the UI's bridge goroutine.
@@ -135,6 +136,7 @@ func newUI(a fyne.App, w fyne.Window, core *app.App, do func(func())) *UI {
 	u := &UI{app: a, win: w, core: core, hive: core.Hive(), do: do,
 		detached: make(map[*container.TabItem]fyne.CanvasObject)}
 	u.quitApp = u.Quit
+	u.trim = memtrim.Now
 	u.ctx, u.cancel = context.WithCancel(context.Background())
 	u.tips = newTipLayer(u)
 
@@ -179,7 +181,7 @@ func newUI(a fyne.App, w fyne.Window, core *app.App, do func(func())) *UI {
 
 // lazyTab makes a tab whose screen is attached when the tab is first shown. Fyne
 // measures every tab's content whenever the tabs lay out, and each text style a hidden
-// screen uses (the log grid's monospace, for one) is megabytes of parsed font, kept for
+// screen uses (monospace for a chat's code, for one) is megabytes of parsed font, kept for
 // the life of an app that may sit on the Workers screen all day.
 func (u *UI) lazyTab(name string, icon fyne.Resource, screen fyne.CanvasObject) *container.TabItem {
 	t := container.NewTabItemWithIcon(name, icon, layout.NewSpacer())
@@ -214,11 +216,14 @@ func (u *UI) trimSoon() {
 			return
 		case <-wait.C:
 		}
-		latest := false
-		u.do(func() { latest = gen == u.trimGen })
-		if latest {
-			debug.FreeOSMemory()
-		}
+		// u.do may return before f runs (fyne.Do queues it: reading the generation
+		// back from it trimmed never), so f decides, and the collection runs off the
+		// UI thread.
+		u.do(func() {
+			if gen == u.trimGen {
+				go u.trim()
+			}
+		})
 	})
 }
 
