@@ -50,6 +50,7 @@ fi
 echo "==> go test -race"
 # One package at a time (-p 1): the integration tests start real workers, Queens and a
 # real window on free ports, and two packages at once on this 2-core machine would race
-# each other for ports and CPU rather than test anything.
-xvfb-run -a -s "-screen 0 1280x800x24" \
+# each other for ports and CPU rather than test anything. -noreset: the X server does
+# not reset when one test's app closes its last connection and the next one connects.
+xvfb-run -a -s "-screen 0 1280x800x24 -noreset" \
   go test -race -tags migrated_fynedo -p 1 -timeout 25m -count=1 "${@:-./...}"

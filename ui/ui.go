@@ -65,6 +65,9 @@ type UI struct {
 	sizeGen  int           // the latest window resize; an older one's save is dropped
 	trimGen  int           // the latest trimSoon; only it trims
 	trim     func()        // memtrim.Now; tests count the calls
+
+	quitStarted chan struct{} // closed when the user or a signal quits
+	quitOnce    sync.Once
 }
 
 // Create builds the window's content on core and starts the UI's bridge goroutine.
@@ -74,6 +77,7 @@ func Create(a fyne.App, w fyne.Window, core *app.App) *UI {
 	// Closing the window quits too: the size is kept for the next start first.
 	w.SetCloseIntercept(func() {
 		u.keepWindowSize()
+		u.markQuitting()
 		w.Close()
 	})
 	u.start()
@@ -84,7 +88,17 @@ func Create(a fyne.App, w fyne.Window, core *app.App) *UI {
 // means now). Call it on the UI thread.
 func (u *UI) Quit() {
 	u.keepWindowSize()
+	u.markQuitting()
 	u.app.Quit()
+}
+
+// Quitting is closed once the app starts to quit (Quit, the window closed).
+func (u *UI) Quitting() <-chan struct{} { return u.quitStarted }
+
+func (u *UI) markQuitting() {
+	if u.quitStarted != nil { // nil in tests that build a bare UI
+		u.quitOnce.Do(func() { close(u.quitStarted) })
+	}
 }
 
 // keepWindowSize saves the window's size, which the next start restores.
@@ -136,6 +150,7 @@ func newUI(a fyne.App, w fyne.Window, core *app.App, do func(func())) *UI {
 	u := &UI{app: a, win: w, core: core, hive: core.Hive(), do: do,
 		detached: make(map[*container.TabItem]fyne.CanvasObject)}
 	u.quitApp = u.Quit
+	u.quitStarted = make(chan struct{})
 	u.trim = memtrim.Now
 	u.ctx, u.cancel = context.WithCancel(context.Background())
 	u.tips = newTipLayer(u)
