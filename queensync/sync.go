@@ -51,7 +51,14 @@ type target struct {
 	token  string
 	client *queenclient.Client
 	gen    int // bumps on every SetQueen, so a stale watcher stops
+	// left is when we switched away from this Queen (retired targets only).
+	left time.Time
 }
+
+// leaveGrace is how long a Queen we switched away from keeps our workers before we
+// deregister them: Off and back to the same Queen (the embedded one, a retyped URL)
+// leaves them where they are.
+const leaveGrace = 500 * time.Millisecond
 
 // Syncer runs the sync loop. Create with New, start with Run.
 type Syncer struct {
@@ -132,7 +139,10 @@ func (s *Syncer) SetQueen(url, token string) error {
 		return nil
 	}
 	if s.cur.client != nil && s.cur.url != url {
-		s.retired = append(s.retired, s.cur)
+		old := s.cur
+		old.left = time.Now()
+		s.retired = append(s.retired, old)
+		time.AfterFunc(leaveGrace, s.Trigger)
 	}
 	// Coming back to a Queen we just left (Off, then the same embedded Queen) must not
 	// deregister our workers from it after the sync registered them there.
@@ -738,8 +748,14 @@ func (s *Syncer) noteFailure(t target, err error) {
 // best-effort and bounded: an unreachable old Queen forgets them on its own.
 func (s *Syncer) leaveRetired(ctx context.Context) {
 	s.mu.Lock()
-	retired := s.retired
-	s.retired = nil
+	var retired []target
+	s.retired = slices.DeleteFunc(s.retired, func(t target) bool {
+		if time.Since(t.left) < leaveGrace {
+			return false // AfterFunc in SetQueen triggers the sync that leaves it
+		}
+		retired = append(retired, t)
+		return true
+	})
 	s.mu.Unlock()
 	if len(retired) == 0 {
 		return
@@ -751,13 +767,25 @@ func (s *Syncer) leaveRetired(ctx context.Context) {
 			if !e.State.Live() {
 				continue
 			}
+			if s.isCurrent(t.url) {
+				break // switched back to it meanwhile (Off, then the same Queen again)
+			}
 			if err := t.client.DeregisterWorker(cctx, e.ID, s.workerKey(e)); err != nil {
 				s.cfg.Logger.Info("queen sync: leave old queen", "queen", t.url, "worker", e.ID, "err", err)
 				break
 			}
 		}
 		cancel()
+		if s.isCurrent(t.url) {
+			s.Trigger() // a deregistration may have crossed the switch back: register again
+		}
 	}
+}
+
+func (s *Syncer) isCurrent(url string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur.url == url
 }
 
 func jitter(d time.Duration) time.Duration {
