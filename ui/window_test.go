@@ -98,13 +98,16 @@ func startApp(tb testing.TB, home string, args ...string) *runningApp {
 		"BEEKEEPER_HOME="+home, // settings too: the app keeps Fyne's preferences under it
 		"LANG=en_US.UTF-8",
 	)
-	ra.cmd = exec.Command(testenv.Binary(tb), args...)
-	ra.cmd.Env = env
-	ra.cmd.Stdout, ra.cmd.Stderr = ra.out, ra.out
-	ra.start = time.Now()
-	if err := ra.cmd.Start(); err != nil {
-		tb.Fatalf("start app: %v", err)
+	launch := func() {
+		ra.cmd = exec.Command(testenv.Binary(tb), args...)
+		ra.cmd.Env = env
+		ra.cmd.Stdout, ra.cmd.Stderr = ra.out, ra.out
+		ra.start = time.Now()
+		if err := ra.cmd.Start(); err != nil {
+			tb.Fatalf("start app: %v", err)
+		}
 	}
+	launch()
 	tb.Cleanup(func() {
 		if ra.cmd.ProcessState == nil {
 			_ = ra.cmd.Process.Kill()
@@ -131,13 +134,7 @@ func startApp(tb testing.TB, home string, args ...string) *runningApp {
 			tb.Logf("the X server refused the app's connection; starting it again:\n%s", ra.out.String())
 			time.Sleep(time.Second)
 			ra.out = &testenv.SyncBuffer{}
-			ra.cmd = exec.Command(testenv.Binary(tb), args...)
-			ra.cmd.Env = env
-			ra.cmd.Stdout, ra.cmd.Stderr = ra.out, ra.out
-			ra.start = time.Now()
-			if err := ra.cmd.Start(); err != nil {
-				tb.Fatalf("start app: %v", err)
-			}
+			launch()
 			continue
 		}
 		if time.Now().After(deadline) {
