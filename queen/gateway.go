@@ -3,6 +3,7 @@ package queen
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -129,14 +130,14 @@ func (g *gateway) route(w http.ResponseWriter, r *http.Request, model string, bo
 		target, err := g.q.reg.pick(model, tried)
 		// Also after a failed attempt: the one worker may have exited as the request
 		// reached it (an idle TTL ending), and its model loads again.
+		loaded := false
 		if err != nil && !hold.held {
-			var loadable bool
-			if target, loadable, err = g.loadAndPick(r, model, hold); !loadable {
+			if target, loaded, err = g.loadAndPick(r, model, tried, hold); !loaded {
 				target, err = g.q.reg.pick(model, tried) // no hive has it: the registry's answer
 			}
 		}
 		if err != nil {
-			if lastErr != nil {
+			if lastErr != nil && !loaded {
 				break // the one worker we had failed and no other serves the model
 			}
 			if apiErr := (*wire.APIError)(nil); errors.As(err, &apiErr) && apiErr.Detail.Code == wire.CodeModelNotFound {
@@ -161,6 +162,14 @@ func (g *gateway) route(w http.ResponseWriter, r *http.Request, model string, bo
 			}
 			resp, err = g.forward(r, target, body)
 		}
+		if err == nil && resp.StatusCode == http.StatusServiceUnavailable {
+			// The worker is stopping (an idle TTL ending as the request reached it) or
+			// not loaded yet, and has done nothing with the request: it goes to another
+			// worker, or to a load placed again.
+			lastErr = workerRefusal(resp)
+			g.q.reg.release(target.id, false)
+			continue
+		}
 		if err != nil {
 			g.q.reg.release(target.id, r.Context().Err() == nil)
 			if r.Context().Err() != nil {
@@ -177,9 +186,25 @@ func (g *gateway) route(w http.ResponseWriter, r *http.Request, model string, bo
 		g.q.metrics.routeSeconds.WithLabelValues(label).Observe(time.Since(start).Seconds())
 		return nil
 	}
+	if apiErr := (*wire.APIError)(nil); errors.As(lastErr, &apiErr) {
+		g.q.metrics.routed.WithLabelValues(label, routeCode(apiErr)).Inc()
+		return apiErr // the worker's own refusal says more than "unreachable"
+	}
 	g.q.metrics.routed.WithLabelValues(label, "unreachable").Inc()
 	return fmt.Errorf("%w (%v)", wire.NewError(http.StatusBadGateway, wire.CodeNoWorkerOnline,
 		"no worker serving %q could be reached; it was marked and will be retried after its next heartbeat", label), lastErr)
+}
+
+// workerRefusal reads a worker's error answer (and closes it) as the error to pass on
+// if no other worker takes the request.
+func workerRefusal(resp *http.Response) error {
+	defer resp.Body.Close()
+	var body wire.ErrorBody
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxWorkerErrorBody))
+	if json.Unmarshal(b, &body) != nil || body.Error.Message == "" {
+		return wire.NewError(resp.StatusCode, wire.CodeBusy, "the worker refused the request (HTTP %d): send it again", resp.StatusCode)
+	}
+	return &wire.APIError{Status: resp.StatusCode, Detail: body.Error}
 }
 
 // clipModel caps a client-supplied model name wherever the Queen repeats it (answers,

@@ -6,8 +6,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
 	"syscall"
@@ -223,6 +227,64 @@ func TestIntegrationFailover(t *testing.T) {
 	}
 	if !marked {
 		t.Fatal("the unreachable worker was not marked")
+	}
+}
+
+// TestIntegrationStoppingWorkerHandsOff stops one of two workers while the Queen still
+// lists it online (its goodbye to the Queen is held up): the stopping worker answers 503
+// "shutting down" to what reaches it, and the gateway must send those requests to the
+// other worker rather than pass the 503 on (an idle TTL ending as a request arrives).
+func TestIntegrationStoppingWorkerHandsOff(t *testing.T) {
+	t.Setenv("BEEKEEPER_HOME", t.TempDir())
+	q, queenURL, _ := runQueen(t, fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), time.Minute)
+	target, err := url.Parse(queenURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// w1 reaches the Queen through a proxy that holds its deregistration for 2 s.
+	fwd := httputil.NewSingleHostReverseProxy(target)
+	slowLeave := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodDelete {
+			time.Sleep(2 * time.Second)
+		}
+		fwd.ServeHTTP(w, r)
+	}))
+	t.Cleanup(slowLeave.Close)
+	w1 := startWorker(t, "--queen-url", slowLeave.URL)
+	w2 := startWorker(t)
+	if a := do(t, "POST", queenURL+wire.PathRegisterWorker, "", regReq(w2.id, w2.port)); a.status != 200 {
+		t.Fatalf("register: %d %s", a.status, a.body)
+	}
+	waitState(t, q, w1.id, wire.StateOnline, 10*time.Second)
+	waitState(t, q, w2.id, wire.StateOnline, 10*time.Second)
+
+	if err := w1.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"model":"stories260K","prompt":"Once","max_tokens":2,"temperature":0}`
+	waitFor(t, 5*time.Second, "w1 to refuse as it stops", func() bool {
+		resp, err := http.Post(w1.url()+wire.PathCompletions, "application/json", strings.NewReader(body))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	// Ties between idle workers go either way: eight requests all miss w1 one time
+	// in 256.
+	for i := range 8 {
+		resp, err := http.Post(queenURL+wire.PathCompletions, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get(HeaderWorker) != w2.id {
+			t.Fatalf("request %d: %d from %q: %s", i, resp.StatusCode, resp.Header.Get(HeaderWorker), b)
+		}
+	}
+	if wk, _ := q.Worker(w1.id); wk.State != wire.StateOnline {
+		t.Fatalf("w1 state %s: the test needs it still listed online", wk.State)
 	}
 }
 

@@ -202,12 +202,13 @@ func errLoadTimeout(model, hive string, d time.Duration) error {
 
 // loadAndPick holds the request until a worker serving model is online (and picks it,
 // counting the request in flight), the load fails, the timeout passes or the client
-// goes. ok is false when no hive offers the model.
+// goes. ok is false when no hive offers the model. The excluded workers (ones that
+// refused the request as they stopped) are not picked.
 //
 // The load is looked at again after every change: a worker that was coming (or the
 // order's worker) may exit before it serves — an idle TTL ending as the request arrives —
 // and then the request places a new order rather than waiting for a ghost.
-func (g *gateway) loadAndPick(r *http.Request, model string, hold *holder) (t routeTarget, ok bool, err error) {
+func (g *gateway) loadAndPick(r *http.Request, model string, exclude []string, hold *holder) (t routeTarget, ok bool, err error) {
 	ld, ok, err := g.q.ensureLoad(model)
 	if !ok || err != nil {
 		return routeTarget{}, ok, err
@@ -220,7 +221,7 @@ func (g *gateway) loadAndPick(r *http.Request, model string, hold *holder) (t ro
 	defer tick.Stop()
 	for first := true; ; first = false {
 		regChanged := g.q.reg.watch() // before pick: no change falls between the two
-		if t, err := g.q.reg.pick(model, nil); err == nil {
+		if t, err := g.q.reg.pick(model, exclude); err == nil {
 			return t, true, nil
 		}
 		if o, found := g.q.orders.get(ld.order); ld.order != "" && found && o.State == wire.OrderFailed {
