@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"unicode/utf8"
@@ -165,6 +166,13 @@ const PenaltyLastN = 64
 func newSampler(vocab llama.Vocab, s Sampling) llama.Sampler {
 	chain := llama.SamplerChainInit(llama.SamplerChainDefaultParams())
 	if s.Grammar != "" { // first: the others choose among the tokens it allows
+		// The grammar reads BOS as its text "<s>", which fits inside any JSON string,
+		// but the scheduler takes BOS for the end (small models mean that by it): the
+		// answer would stop mid-string. A grammar's answer ends with its own EOS.
+		if bos := llama.VocabBOS(vocab); bos >= 0 {
+			bias := llama.LogitBias{Token: bos, Bias: float32(math.Inf(-1))}
+			llama.SamplerChainAdd(chain, llama.SamplerInitLogitBias(llama.VocabNTokens(vocab), 1, &bias))
+		}
 		if g, err := grammar.NewSampler(vocab, s.Grammar); err == nil {
 			llama.SamplerChainAdd(chain, g) // Prepare parsed it once already: err is not expected
 		}
