@@ -36,12 +36,13 @@ func FindWorkers(hiveDir string) ([]Found, error) {
 		return nil, fmt.Errorf("find workers: list processes: %w", err)
 	}
 	self := int32(os.Getpid())
+	markers := newMarkerReader(abs)
 	var out []Found
 	for _, pid := range pids {
 		if pid == self {
 			continue
 		}
-		id, ok := markedWorker(pid, abs)
+		id, ok := markers.worker(pid)
 		if !ok {
 			continue
 		}

@@ -4,9 +4,13 @@ package spawner
 
 import "github.com/shirou/gopsutil/v4/process"
 
-// markedWorker reports the worker id of pid when its environment carries hiveDir's
+// markerReader finds the worker id in a process's environment when it carries hiveDir's
 // marker.
-func markedWorker(pid int32, hiveDir string) (string, bool) {
+type markerReader struct{ hiveDir string }
+
+func newMarkerReader(hiveDir string) *markerReader { return &markerReader{hiveDir: hiveDir} }
+
+func (r *markerReader) worker(pid int32) (string, bool) {
 	p, err := process.NewProcess(pid)
 	if err != nil {
 		return "", false
@@ -15,7 +19,7 @@ func markedWorker(pid int32, hiveDir string) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	if v, _ := markerValue(env, EnvHiveState); v != hiveDir {
+	if v, _ := markerValue(env, EnvHiveState); v != r.hiveDir {
 		return "", false
 	}
 	id, ok := markerValue(env, EnvWorkerID)
