@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"sync"
@@ -156,6 +157,7 @@ func writeHeapProfile(path string, logger *slog.Logger) {
 		return
 	}
 	defer f.Close()
+	runtime.GC() // the profile shows the heap as of the last collection: make that now
 	if err := pprof.WriteHeapProfile(f); err != nil {
 		logger.Warn("heap profile", "err", err)
 	}
