@@ -130,14 +130,14 @@ func (g *gateway) route(w http.ResponseWriter, r *http.Request, model string, bo
 		target, err := g.q.reg.pick(model, tried)
 		// Also after a failed attempt: the one worker may have exited as the request
 		// reached it (an idle TTL ending), and its model loads again.
-		loaded := false
+		loadable := false
 		if err != nil && !hold.held {
-			if target, loaded, err = g.loadAndPick(r, model, tried, hold); !loaded {
+			if target, loadable, err = g.loadAndPick(r, model, tried, hold); !loadable {
 				target, err = g.q.reg.pick(model, tried) // no hive has it: the registry's answer
 			}
 		}
 		if err != nil {
-			if lastErr != nil && !loaded {
+			if lastErr != nil && !loadable {
 				break // the one worker we had failed and no other serves the model
 			}
 			if apiErr := (*wire.APIError)(nil); errors.As(err, &apiErr) && apiErr.Detail.Code == wire.CodeModelNotFound {
@@ -160,14 +160,23 @@ func (g *gateway) route(w http.ResponseWriter, r *http.Request, model string, bo
 			if target, err = g.q.reg.pick(model, nil); err != nil {
 				return err
 			}
+			tried[len(tried)-1] = target.id
 			resp, err = g.forward(r, target, body)
 		}
 		if err == nil && resp.StatusCode == http.StatusServiceUnavailable {
-			// The worker is stopping (an idle TTL ending as the request reached it) or
-			// not loaded yet, and has done nothing with the request: it goes to another
-			// worker, or to a load placed again.
-			lastErr = workerRefusal(resp)
+			refusal := workerRefusal(resp)
 			g.q.reg.release(target.id, false)
+			if refusal.Detail.Code != wire.CodeBusy {
+				// Still loading (the registry's status lags): its answer says when to
+				// come back, and another order would load the model twice.
+				g.q.metrics.routed.WithLabelValues(label, routeCode(refusal)).Inc()
+				return refusal
+			}
+			// Stopping (an idle TTL ending as the request reached it), having done
+			// nothing with the request: it goes to another worker, or to a load
+			// placed again.
+			g.q.log.Info("worker refused the request as it stops; trying another", "worker", target.id)
+			lastErr = refusal
 			continue
 		}
 		if err != nil {
@@ -195,16 +204,20 @@ func (g *gateway) route(w http.ResponseWriter, r *http.Request, model string, bo
 		"no worker serving %q could be reached; it was marked and will be retried after its next heartbeat", label), lastErr)
 }
 
-// workerRefusal reads a worker's error answer (and closes it) as the error to pass on
-// if no other worker takes the request.
-func workerRefusal(resp *http.Response) error {
+// workerRefusal reads a worker's error answer (and closes it), with its Retry-After, as
+// the error to pass on if no other worker takes the request.
+func workerRefusal(resp *http.Response) *wire.APIError {
 	defer resp.Body.Close()
 	var body wire.ErrorBody
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxWorkerErrorBody))
-	if json.Unmarshal(b, &body) != nil || body.Error.Message == "" {
-		return wire.NewError(resp.StatusCode, wire.CodeBusy, "the worker refused the request (HTTP %d): send it again", resp.StatusCode)
+	refusal := wire.NewError(resp.StatusCode, "", "the worker refused the request (HTTP %d): send it again", resp.StatusCode)
+	if json.Unmarshal(b, &body) == nil && body.Error.Message != "" {
+		refusal.Detail = body.Error
 	}
-	return &wire.APIError{Status: resp.StatusCode, Detail: body.Error}
+	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+		refusal.RetryAfter = time.Duration(secs) * time.Second
+	}
+	return refusal
 }
 
 // clipModel caps a client-supplied model name wherever the Queen repeats it (answers,

@@ -241,7 +241,8 @@ func TestIntegrationStoppingWorkerHandsOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// w1 reaches the Queen through a proxy that holds its deregistration for 2 s.
+	// w1 reaches the Queen through a proxy that holds its deregistration: the worker
+	// gives up its goodbye after a second, and refuses requests with 503 meanwhile.
 	fwd := httputil.NewSingleHostReverseProxy(target)
 	slowLeave := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodDelete {
@@ -270,8 +271,8 @@ func TestIntegrationStoppingWorkerHandsOff(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusServiceUnavailable
 	})
-	// Ties between idle workers go either way: eight requests all miss w1 one time
-	// in 256.
+	// Ties between idle workers go to the one the registry lists first, most often w1
+	// (registered first): eight requests all missing it is rarer still.
 	for i := range 8 {
 		resp, err := http.Post(queenURL+wire.PathCompletions, "application/json", strings.NewReader(body))
 		if err != nil {

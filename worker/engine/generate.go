@@ -168,8 +168,10 @@ func newSampler(vocab llama.Vocab, s Sampling) llama.Sampler {
 	if s.Grammar != "" { // first: the others choose among the tokens it allows
 		// The grammar reads BOS as its text "<s>", which fits inside any JSON string,
 		// but the scheduler takes BOS for the end (small models mean that by it): the
-		// answer would stop mid-string. A grammar's answer ends with its own EOS.
-		if bos := llama.VocabBOS(vocab); bos >= 0 {
+		// answer would stop mid-string. A grammar's answer ends with its own EOS. Where
+		// BOS is also an end-of-generation token (one token for both), the grammar
+		// already allows it only at the end, and banning it would leave no way to end.
+		if bos := llama.VocabBOS(vocab); bos >= 0 && !llama.VocabIsEOG(vocab, bos) {
 			bias := llama.LogitBias{Token: bos, Bias: float32(math.Inf(-1))}
 			llama.SamplerChainAdd(chain, llama.SamplerInitLogitBias(llama.VocabNTokens(vocab), 1, &bias))
 		}
