@@ -602,22 +602,11 @@ func exeRSSMB(tb testing.TB, pid int) float64 {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
-	if err != nil {
-		tb.Fatal(err)
-	}
 	var kb int64
-	inExe := false
-	for _, line := range strings.Split(string(raw), "\n") {
-		f := strings.Fields(line)
-		switch {
-		case len(f) >= 5 && strings.Contains(f[0], "-") && strings.Contains(f[3], ":"):
-			// A mapping's header: range perms offset dev inode [path].
-			inExe = len(f) >= 6 && f[5] == exe
-		case inExe && len(f) >= 2 && f[0] == "Rss:":
-			n, _ := strconv.ParseInt(f[1], 10, 64)
+	testenv.Smaps(tb, pid, func(path, field string, n int64) {
+		if path == exe && field == "Rss" {
 			kb += n
 		}
-	}
+	})
 	return float64(kb) / 1024
 }

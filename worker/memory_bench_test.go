@@ -1,7 +1,6 @@
 package worker_test
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -113,60 +112,32 @@ func (s *smapsSplit) add(o smapsSplit) {
 
 // readSmaps splits a process's PSS by mapping; its total is smaps_rollup's Pss.
 func readSmaps(b *testing.B, pid int, bin, model string) smapsSplit {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
 	var s smapsSplit
-	var where *int64 // the current mapping's bucket
-	var isModel bool
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 0 {
-			continue
-		}
-		if !strings.HasSuffix(fields[0], ":") { // a mapping's header: range perms offset dev inode [path]
-			path := ""
-			if len(fields) >= 6 {
-				path = fields[5]
-			}
-			isModel = path == model
-			switch {
-			case path == "" || strings.HasPrefix(path, "["):
-				where = &s.anon
-			case path == bin:
-				where = &s.binary
-			case isModel:
-				where = &s.model
-			case strings.Contains(filepath.Base(path), ".so"):
-				where = &s.libs
-			default:
-				where = &s.otherFile
-			}
-			continue
-		}
-		if len(fields) < 2 || (fields[0] != "Pss:" && fields[0] != "Rss:") {
-			continue
-		}
-		kb, err := strconv.ParseInt(fields[1], 10, 64)
-		if err != nil {
-			b.Fatalf("smaps: %q: %v", sc.Text(), err)
-		}
-		if fields[0] == "Rss:" {
+	testenv.Smaps(b, pid, func(path, field string, kb int64) {
+		isModel := path == model
+		if field == "Rss" {
 			s.rss += kb
 			if isModel {
 				s.modelRss += kb
 			}
-			continue
+		}
+		if field != "Pss" {
+			return
 		}
 		s.total += kb
-		*where += kb
-	}
-	if err := sc.Err(); err != nil {
-		b.Fatal(err)
-	}
+		switch {
+		case path == "" || strings.HasPrefix(path, "["):
+			s.anon += kb
+		case path == bin:
+			s.binary += kb
+		case isModel:
+			s.model += kb
+		case strings.Contains(filepath.Base(path), ".so"):
+			s.libs += kb
+		default:
+			s.otherFile += kb
+		}
+	})
 	if rollup := readRollupPss(b, pid); abs(rollup-s.total) > 64 { // the two reads are moments apart
 		b.Fatalf("smaps Pss %d kB disagrees with smaps_rollup's %d kB", s.total, rollup)
 	}
